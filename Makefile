@@ -1,0 +1,34 @@
+# Two commands on a fresh clone:  `make demo` (the main job)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test bench train-light train-heavy clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+## Stream the bundled demo camera through the live node over DDS; writes out/demo/.
+demo: $(STAMP)
+	$(PY) -m pcnet_ros.demo --out out/demo
+
+## The whole test suite (real DDS between processes, real bag files).
+test: $(STAMP)
+	$(PY) -m pytest -q test
+
+bench: $(STAMP)
+	$(PY) -m pcnet_ros.bench
+
+train-light: $(STAMP)
+	$(PY) -m pcnet_ros.train --data ../shared/data/rain100l-train --out runs/light --steps 20000 \
+	  --batch 8 --patch 96 --lr 5e-4 --threads 1 --export weights/pcnet_light.pth
+
+clean:
+	rm -rf $(VENV) out build install log *.egg-info

@@ -1,0 +1,168 @@
+"""Array in, clean image and rain residue out: PCNet inference without ROS.
+
+Data flow: HxWxC array -> float tensor in [0, 1] -> reflect-pad to a multiple
+of 4 -> PCNet -> crop, clamp -> array of the input's dtype and layout.
+
+The residue is ``rainy - clean`` computed on the output dtype, returned as a
+signed int32 array, so ``clean + residue == rainy`` holds exactly.  To show it
+as an image see :func:`residue_to_image`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import SIZE_MULTIPLE, PCNet
+
+log = logging.getLogger(__name__)
+
+RESIDUE_MODES = ("positive", "signed")
+
+
+class InputError(ValueError):
+    """The array cannot be derained (wrong shape, dtype or size)."""
+
+
+@dataclass
+class DerainResult:
+    clean: np.ndarray      # same shape and dtype as the input
+    residue: np.ndarray    # int32, rainy - clean, same shape as the input
+    infer_s: float         # model time only, seconds
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' picks CUDA when present; 'cuda' without a GPU is an error, not a silent CPU fallback."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device '{spec}' requested but CUDA is not available "
+                               f"(torch {torch.__version__}); use 'auto' or 'cpu'")
+        dev = torch.device(spec)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device '{spec}' requested but only {torch.cuda.device_count()} GPU(s) present")
+        return dev
+    raise ValueError(f"unknown device '{spec}': use auto, cpu, cuda or cuda:N")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> tuple[torch.Tensor, int, int]:
+    """Pad bottom/right so H and W are multiples; reflect where the image is large enough."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if (ph < h and pw < w) else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+def residue_to_image(residue: np.ndarray, dtype: np.dtype, mode: str = "positive") -> np.ndarray:
+    """Map the signed residue into a displayable image of ``dtype``.
+
+    positive: max(rainy - clean, 0). Rain streaks add light, so this is the rain
+              layer itself; pixels the model brightened (rare) read as 0.
+    signed:   mid-grey + residue / 2, so darkening is visible too and
+              rainy ~= clean + 2 * (image - mid) within 1 count.
+    """
+    top = np.iinfo(dtype).max
+    if mode == "positive":
+        return np.clip(residue, 0, top).astype(dtype)
+    if mode == "signed":
+        mid = (top + 1) // 2
+        return np.clip(np.floor_divide(residue, 2) + mid, 0, top).astype(dtype)
+    raise ValueError(f"unknown residue mode '{mode}': use one of {RESIDUE_MODES}")
+
+
+class DerainEngine:
+    """Runs PCNet on arrays. Thread-safe: calls are serialised by a lock."""
+
+    def __init__(self, model: PCNet, device: str = "auto", fp16: bool = False, channels_last: bool = True,
+                 num_threads: int | None = None) -> None:
+        self.device = resolve_device(device)
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.fp16 = bool(fp16) and self.device.type == "cuda"
+        if fp16 and not self.fp16:
+            log.warning("fp16 requested on %s: ignored, fp16 runs on CUDA only", self.device)
+        self.channels_last = channels_last
+        self.dtype = torch.float16 if self.fp16 else torch.float32
+        self.model = model.eval().to(self.device, dtype=self.dtype)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._lock = threading.Lock()
+
+    def warmup(self, height: int = 64, width: int = 64, runs: int = 2) -> None:
+        """Run dummy frames so allocator and kernel selection happen before real traffic."""
+        dummy = np.zeros((height, width, 3), np.uint8)
+        for _ in range(runs):
+            self.derain(dummy)
+
+    def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """N,3,H,W float in [0, 1] (any size) -> clean N,3,H,W float in [0, 1]."""
+        x = x.to(self.device, dtype=self.dtype, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x, h, w = pad_to_multiple(x)
+        clean, _ = self.model(x)
+        return clean[..., :h, :w].clamp_(0.0, 1.0)
+
+    def derain(self, image: np.ndarray, bgr: bool = False) -> DerainResult:
+        """Derain an HxW, HxWx1, HxWx3 or HxWx4 uint8/uint16 array.
+
+        Colour order does not change the model's math much but is honoured:
+        ``bgr=True`` swaps to RGB for the model and back. A 4th (alpha)
+        channel passes through untouched; grey input is run as RGB and
+        returned as grey.
+        """
+        rgb, restore = _to_rgb(image, bgr)
+        scale = float(np.iinfo(image.dtype).max)
+        t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+        with self._lock, torch.inference_mode():
+            t0 = time.perf_counter()
+            out = self.forward_tensor(t.float().div_(scale))
+            out = out.float().mul_(scale).round_().squeeze(0).permute(1, 2, 0).cpu().numpy()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            infer_s = time.perf_counter() - t0
+        clean = restore(out.astype(image.dtype))
+        residue = image.astype(np.int32) - clean.astype(np.int32)
+        return DerainResult(clean=clean, residue=residue, infer_s=infer_s)
+
+
+def _to_rgb(image: np.ndarray, bgr: bool):
+    """Validate and convert to HxWx3 RGB; returns it and a function mapping RGB output back."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"unsupported dtype {image.dtype}: expected uint8 or uint16")
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"expected a non-empty HxW or HxWxC image, got shape {image.shape}")
+    if image.ndim == 2 or image.shape[2] == 1:
+        keep_axis = image.ndim == 3
+        grey = image[:, :, 0] if keep_axis else image
+
+        def back_grey(rgb: np.ndarray) -> np.ndarray:
+            # mean, not luma: the three channels came from one
+            out = np.round(rgb.astype(np.float32).mean(axis=2)).astype(grey.dtype)
+            return out[:, :, None] if keep_axis else out
+
+        return np.repeat(grey[:, :, None], 3, axis=2), back_grey
+    channels = image.shape[2]
+    if channels not in (3, 4):
+        raise InputError(f"unsupported channel count {channels}: expected 1, 3 or 4")
+    colour = image[:, :, 2::-1] if bgr else image[:, :, :3]
+    alpha = image[:, :, 3:] if channels == 4 else None
+
+    def back(rgb: np.ndarray) -> np.ndarray:
+        out = rgb[:, :, ::-1] if bgr else rgb
+        return np.ascontiguousarray(out if alpha is None else np.concatenate([out, alpha], axis=2))
+
+    return colour, back

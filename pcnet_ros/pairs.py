@@ -1,0 +1,109 @@
+"""Paired rainy/clean image folders and the random patches training draws from them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import rain
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB, with a clear error when unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    if not cv2.imwrite(str(path), img):
+        raise ValueError(f"cannot write image {path}")
+
+
+def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
+    """(rainy, clean) paths from ``root/rain`` and ``root/clean`` matched by file name."""
+    root = Path(root)
+    rain_dir, clean_dir = root / "rain", root / "clean"
+    if not rain_dir.is_dir() or not clean_dir.is_dir():
+        raise FileNotFoundError(f"{root} must hold 'rain/' and 'clean/' folders")
+    clean = {p.name: p for p in clean_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    pairs = [(p, clean[p.name]) for p in sorted(rain_dir.iterdir(), key=_natural)
+             if p.suffix.lower() in IMAGE_EXTS and p.name in clean]
+    if not pairs:
+        raise FileNotFoundError(f"no matching rain/clean file names under {root}")
+    return pairs
+
+
+def _natural(p: Path):
+    import re
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def split_pairs(pairs: list, every: int) -> tuple[list, list]:
+    """Deterministic hold-out: every ``every``-th pair (in natural name order) is validation."""
+    if every <= 1:
+        return pairs, []
+    val = [p for i, p in enumerate(pairs) if i % every == every - 1]
+    train = [p for i, p in enumerate(pairs) if i % every != every - 1]
+    return train, val
+
+
+@dataclass
+class PatchSampler:
+    """Random aligned crops and flips from in-memory pairs, plus optional synthetic rain."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray]]   # (rainy, clean) uint8 RGB
+    patch: int = 96
+    synth_prob: float = 0.0
+    synth_level: str = "light"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        small = [r.shape for r, _ in self.pairs if min(r.shape[:2]) < self.patch]
+        if small:
+            raise ValueError(f"patch {self.patch} larger than image(s) of shape {small[0]}")
+
+    def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two float32 arrays N,3,P,P in [0, 1]: rainy and clean."""
+        rs, cs = [], []
+        for _ in range(batch):
+            rainy, clean = self.pairs[self.rng.integers(len(self.pairs))]
+            h, w = clean.shape[:2]
+            y, x = self.rng.integers(h - self.patch + 1), self.rng.integers(w - self.patch + 1)
+            r = rainy[y:y + self.patch, x:x + self.patch]
+            c = clean[y:y + self.patch, x:x + self.patch]
+            if self.synth_prob and self.rng.random() < self.synth_prob:
+                r = rain.add_rain(c, rain.random_params(self.rng, self.synth_level), self.rng)
+            if self.rng.random() < 0.5:
+                r, c = r[:, ::-1], c[:, ::-1]
+            if self.rng.random() < 0.5:
+                r, c = r[::-1], c[::-1]
+            rs.append(r)
+            cs.append(c)
+        to = lambda a: np.ascontiguousarray(np.stack(a).transpose(0, 3, 1, 2), dtype=np.float32) / 255.0  # noqa
+        return to(rs), to(cs)
+
+
+def load_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Read pairs into memory; ``max_side`` > 0 downsizes big images (both alike) to bound RAM."""
+    out = []
+    for rp, cp in paths:
+        r, c = read_rgb(rp), read_rgb(cp)
+        if r.shape != c.shape:
+            raise ValueError(f"size mismatch in pair {rp.name}: {r.shape} vs {c.shape}")
+        if max_side and max(r.shape[:2]) > max_side:
+            s = max_side / max(r.shape[:2])
+            size = (round(r.shape[1] * s), round(r.shape[0] * s))
+            r = cv2.resize(r, size, interpolation=cv2.INTER_AREA)
+            c = cv2.resize(c, size, interpolation=cv2.INTER_AREA)
+        out.append((r, c))
+    return out

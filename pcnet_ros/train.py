@@ -1,0 +1,173 @@
+"""pcnet-train: train PCNet on paired folders, on CPU or GPU, resumable across sessions.
+
+Everything needed to continue lives in ``OUT/last.pth`` (weights, optimizer,
+step, RNG states, history), written atomically every ``--ckpt-every`` steps
+and on Ctrl-C/SIGTERM.  Re-running the same command continues where it
+stopped.  The best validation weights go to ``OUT/best.pth`` (weights only),
+and with ``--export`` to a shippable file with their provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .engine import DerainEngine
+from .evaluate import score_pairs, summarise
+from .losses import PCNetLoss
+from .model import PCNet
+from .pairs import PatchSampler, list_pairs, load_pairs, split_pairs
+from .weights import load_weights, resolve_weights, save_weights
+
+
+def lr_at(step: int, total: int, base: float, floor: float = 0.01) -> float:
+    """Cosine decay from ``base`` to ``base * floor``: stateless, so resuming needs no scheduler state."""
+    t = min(step / max(total, 1), 1.0)
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pcnet-train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", action="append", required=True, help="paired folder (rain/, clean/); repeatable")
+    ap.add_argument("--val-every", type=int, default=10, help="hold out every Nth pair of each --data folder")
+    ap.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and logs")
+    ap.add_argument("--steps", type=int, default=60000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--eval-every", type=int, default=500, help="validation PSNR every N steps")
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--max-val", type=int, default=0, help="score at most N validation images (0: all)")
+    ap.add_argument("--max-side", type=int, default=1024, help="downsize bigger training images to this")
+    ap.add_argument("--synth-prob", type=float, default=0.0, help="chance a patch gets synthesized rain instead")
+    ap.add_argument("--synth-level", default="light", choices=["light", "heavy"])
+    ap.add_argument("--init", help="start from these weights (fine-tuning); ignored when resuming")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--export", type=Path, help="also write the best weights here, with provenance")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    train_paths, val_paths = [], []
+    for folder in args.data:
+        tr, va = split_pairs(list_pairs(folder), args.val_every)
+        train_paths += tr
+        val_paths += va
+    if args.max_val:
+        val_paths = val_paths[:args.max_val]
+    sampler = PatchSampler(load_pairs(train_paths, args.max_side), args.patch, args.synth_prob, args.synth_level,
+                           args.seed)
+    val = [(rp.name, r, c) for (rp, _), (r, c) in zip(val_paths, load_pairs(val_paths, args.max_side))]
+
+    model = PCNet()
+    engine = DerainEngine(model, device=args.device, channels_last=False)
+    device = engine.device
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
+    loss_fn = PCNetLoss().to(device)
+
+    last = args.out / "last.pth"
+    state = {"step": 0, "best_psnr": -1.0, "elapsed_s": 0.0, "history": []}
+    if last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sampler.rng.bit_generator.state = ck["sampler_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+        print(f"resuming {last} at step {state['step']} (best val PSNR {state['best_psnr']:.2f} dB)")
+    elif args.init:
+        load_weights(model, resolve_weights(args.init))
+        print(f"fine-tuning from {args.init}")
+
+    def checkpoint() -> None:
+        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                      "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                      "state": state, "args": {k: str(v) for k, v in vars(args).items()}}, last)
+
+    def validate() -> float:
+        model.eval()
+        s = summarise(score_pairs(engine, val))
+        model.train()
+        return s["psnr_out"], s
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    log = open(args.out / "log.jsonl", "a")
+    bar = tqdm(total=args.steps, initial=state["step"], disable=args.quiet, unit="step", dynamic_ncols=True)
+    t_start = time.time() - state["elapsed_s"]
+    model.train()
+    try:
+        while state["step"] < args.steps and not stop["now"]:
+            lr = lr_at(state["step"], args.steps, args.lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            rainy, clean = (torch.from_numpy(a).to(device) for a in sampler.sample(args.batch))
+            clean_pred, rain_pred = model(rainy)
+            loss = loss_fn(clean_pred, rain_pred, clean, rainy)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state["step"] += 1
+            state["elapsed_s"] = time.time() - t_start
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{state['best_psnr']:.2f}")
+            rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
+            if val and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
+                psnr, s = validate()
+                rec.update(val_psnr=round(psnr, 3), val_ssim=round(s["ssim_out"], 4),
+                           val_psnr_input=round(s["psnr_in"], 3))
+                state["history"].append({"step": state["step"], "val_psnr": psnr, "elapsed_s": state["elapsed_s"]})
+                if psnr > state["best_psnr"]:
+                    state["best_psnr"] = psnr
+                    meta = {"step": state["step"], "val_psnr_y": round(psnr, 3), "val_ssim_y": round(s["ssim_out"], 4),
+                            "val_input_psnr_y": round(s["psnr_in"], 3), "val_images": len(val),
+                            "train_images": len(train_paths), "data": [str(d) for d in args.data],
+                            "synth_prob": args.synth_prob, "synth_level": args.synth_level,
+                            "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device)}
+                    save_weights(model, args.out / "best.pth", meta)
+                    if args.export:
+                        save_weights(model, args.export, meta)
+                tqdm.write(f"step {state['step']}: val Y-PSNR {psnr:.2f} dB (input {s['psnr_in']:.2f}), "
+                           f"best {state['best_psnr']:.2f}")
+            if state["step"] % 20 == 0 or "val_psnr" in rec:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if state["step"] % args.ckpt_every == 0:
+                checkpoint()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        checkpoint()
+        bar.close()
+        log.close()
+    print(f"stopped at step {state['step']}/{args.steps}; best val Y-PSNR {state['best_psnr']:.2f} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

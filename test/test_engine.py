@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from pcnet_ros.engine import (DerainEngine, InputError, pad_to_multiple, resolve_device,
+                              residue_to_image)
+from pcnet_ros.model import SIZE_MULTIPLE
+
+
+@pytest.fixture
+def engine(tiny_model):
+    return DerainEngine(tiny_model, device="cpu")
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (5, 7), (37, 53), (64, 48)])
+def test_pad_then_crop_is_lossless(h, w):
+    x = torch.rand(1, 3, h, w)
+    p, h0, w0 = pad_to_multiple(x)
+    assert p.shape[-2] % SIZE_MULTIPLE == 0 and p.shape[-1] % SIZE_MULTIPLE == 0
+    assert torch.equal(p[..., :h0, :w0], x)
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (1, 1, 3), (6, 10, 3), (33, 17, 4), (21, 19), (21, 19, 1)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_shapes_and_residue_identity(engine, rng, shape, dtype):
+    img = rng.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True).astype(dtype)
+    res = engine.derain(img)
+    expect = shape
+    assert res.clean.shape == expect and res.clean.dtype == dtype
+    # clean + residue == rainy, exactly (no rounding slack needed: residue is int32)
+    np.testing.assert_array_equal(res.clean.astype(np.int64) + res.residue, img.reshape(expect).astype(np.int64))
+    if len(shape) == 3 and shape[2] == 4:
+        np.testing.assert_array_equal(res.clean[:, :, 3], img[:, :, 3])  # alpha untouched
+        assert not res.residue[:, :, 3].any()
+
+
+def test_bgr_flag_is_a_channel_swap(engine, rng):
+    rgb = rng.integers(0, 256, size=(24, 20, 3), dtype=np.uint8)
+    a = engine.derain(rgb).clean
+    b = engine.derain(rgb[:, :, ::-1].copy(), bgr=True).clean
+    np.testing.assert_array_equal(a, b[:, :, ::-1])
+
+
+@pytest.mark.parametrize("bad, why", [
+    (np.zeros((0, 5, 3), np.uint8), "non-empty"),
+    (np.zeros((4, 4, 2), np.uint8), "channel count 2"),
+    (np.zeros((4, 4, 3), np.float32), "dtype float32"),
+    (np.zeros((2, 4, 4, 3), np.uint8), "HxW"),
+    ([[1, 2]], "numpy array"),
+])
+def test_refuses_bad_input_clearly(engine, bad, why):
+    with pytest.raises(InputError, match=why):
+        engine.derain(bad)
+
+
+def test_matches_float64_reference_within_1e4(rng):
+    from pcnet_ros.model import PCNet
+
+    torch.manual_seed(3)
+    model = PCNet().eval()           # full-size network: 20 CRBs
+    ref_model = PCNet().eval()
+    ref_model.load_state_dict(model.state_dict())
+    ref_model = ref_model.double()
+    engine = DerainEngine(model, device="cpu", channels_last=True)
+    x = torch.from_numpy(rng.random((1, 3, 45, 62)))
+    with torch.inference_mode():
+        got = engine.forward_tensor(x.float()).double()
+        xp, h, w = pad_to_multiple(x)
+        want = ref_model(xp)[0][..., :h, :w].clamp(0, 1)
+    assert got.shape == x.shape
+    assert (got - want).abs().max().item() < 1e-4
+
+
+def test_residue_images():
+    residue = np.array([[-10, 0, 3, 300]], np.int32)
+    np.testing.assert_array_equal(residue_to_image(residue, np.uint8, "positive"), [[0, 0, 3, 255]])
+    np.testing.assert_array_equal(residue_to_image(residue, np.uint8, "signed"), [[123, 128, 129, 255]])
+    with pytest.raises(ValueError, match="unknown residue mode"):
+        residue_to_image(residue, np.uint8, "bogus")
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+def test_fp16_ignored_on_cpu(tiny_model):
+    e = DerainEngine(tiny_model, device="cpu", fp16=True)
+    assert not e.fp16 and e.dtype == torch.float32
