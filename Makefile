@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 ## The whole test suite (real DDS between processes, real bag files).
 test: $(STAMP)
-	$(PY) -m pytest -q test
+	scripts/isolated-net $(PY) -m pytest -q test
 
 bench: $(STAMP)
 	$(PY) -m pcnet_ros.bench

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -135,6 +136,27 @@ class DerainEngine:
         clean = restore(out.astype(image.dtype))
         residue = image.astype(np.int32) - clean.astype(np.int32)
         return DerainResult(clean=clean, residue=residue, infer_s=infer_s)
+
+
+    def derain_downscaled(self, image: np.ndarray, max_side: int, bgr: bool = False) -> DerainResult:
+        """Derain a frame larger than ``max_side`` at reduced size, keeping full-resolution detail.
+
+        The rain residue is estimated on the downscaled frame, upsampled, and
+        subtracted from the full-resolution input: the background is never
+        resampled, only the (smooth-ish) rain layer is.
+        """
+        h, w = image.shape[:2]
+        if max(h, w) <= max_side:
+            return self.derain(image, bgr)
+        s = max_side / max(h, w)
+        small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        small = small.reshape(small.shape[:2] + image.shape[2:])
+        res = self.derain(small, bgr)
+        up = cv2.resize(res.residue.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        up = up.reshape(image.shape)
+        top = np.iinfo(image.dtype).max
+        clean = np.clip(np.round(image.astype(np.float32) - up), 0, top).astype(image.dtype)
+        return DerainResult(clean, image.astype(np.int32) - clean.astype(np.int32), res.infer_s)
 
 
 def _to_rgb(image: np.ndarray, bgr: bool):

@@ -24,19 +24,23 @@ class WeightsError(RuntimeError):
     """A weights file is missing, unreadable or does not fit the model."""
 
 
-def weights_dirs() -> list[Path]:
-    """Where bundled weights may live: $PCNET_WEIGHTS_DIR, the ament share dir, the source tree."""
+def data_dirs(sub: str) -> list[Path]:
+    """Where the package's ``sub`` folder (weights, config) may live: ament share dir, then source tree."""
     dirs = []
-    if os.environ.get("PCNET_WEIGHTS_DIR"):
-        dirs.append(Path(os.environ["PCNET_WEIGHTS_DIR"]))
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        dirs.append(Path(get_package_share_directory("pcnet_ros")) / "weights")
+        dirs.append(Path(get_package_share_directory("pcnet_ros")) / sub)
     except Exception:  # not installed through colcon, or no ament index at all
         pass
-    dirs.append(Path(__file__).resolve().parent.parent / "weights")
+    dirs.append(Path(__file__).resolve().parent.parent / sub)
     return dirs
+
+
+def weights_dirs() -> list[Path]:
+    """Where bundled weights may live: $PCNET_WEIGHTS_DIR first, then :func:`data_dirs`."""
+    env = [Path(os.environ["PCNET_WEIGHTS_DIR"])] if os.environ.get("PCNET_WEIGHTS_DIR") else []
+    return env + data_dirs("weights")
 
 
 def resolve_weights(spec: str) -> Path:

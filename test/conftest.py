@@ -31,3 +31,20 @@ def shared_or_skip(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not present: {p}")
     return p
+
+
+# DDS traffic must stay on this machine: `make test` runs inside scripts/isolated-net (a private
+# network namespace). Run directly, keep discovery on localhost and on a per-run domain.
+ISOLATED_NET = os.environ.get("PCNET_ISOLATED_NET") == "1"
+if not ISOLATED_NET:
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 80)
+
+
+@pytest.fixture(scope="session")
+def graph():
+    from ros_harness import Graph
+
+    g = Graph()
+    yield g
+    g.close()

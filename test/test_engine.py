@@ -92,3 +92,13 @@ def test_device_resolution():
 def test_fp16_ignored_on_cpu(tiny_model):
     e = DerainEngine(tiny_model, device="cpu", fp16=True)
     assert not e.fp16 and e.dtype == torch.float32
+
+
+@pytest.mark.parametrize("shape", [(40, 64, 3), (40, 64, 1), (40, 64, 4), (40, 64)])
+def test_downscaled_path_keeps_size_and_identity(engine, rng, shape):
+    img = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    res = engine.derain_downscaled(img, max_side=16)
+    assert res.clean.shape == img.shape
+    np.testing.assert_array_equal(res.clean.astype(np.int32) + res.residue, img)
+    same = engine.derain_downscaled(img, max_side=64)   # within the limit: the ordinary path
+    np.testing.assert_array_equal(same.clean, engine.derain(img).clean)

@@ -1,0 +1,57 @@
+"""Per-camera one-slot buffers between subscription callbacks and the inference thread.
+
+A callback only overwrites its camera's slot and returns, so the executor never
+waits for the model.  An unprocessed frame that gets overwritten is a drop
+(counted): latency stays bounded by one inference instead of growing with a
+queue.  ``take`` serves cameras round-robin so a fast camera cannot starve a
+slow one.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class FrameSlots:
+    def __init__(self, cameras: int) -> None:
+        self._slots: list[Any] = [None] * cameras
+        self.dropped = [0] * cameras
+        self._next = 0
+        self._closed = False
+        self._cv = threading.Condition()
+
+    def put(self, camera: int, item: Any) -> bool:
+        """Store the newest frame; returns True when it replaced an unprocessed one."""
+        with self._cv:
+            replaced = self._slots[camera] is not None
+            if replaced:
+                self.dropped[camera] += 1
+            self._slots[camera] = item
+            self._cv.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> tuple[int, Any] | None:
+        """Wait for a frame; (camera, item), or None on timeout or after close()."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._closed or any(s is not None for s in self._slots), timeout):
+                return None
+            if self._closed:
+                return None
+            n = len(self._slots)
+            for k in range(n):
+                cam = (self._next + k) % n
+                if self._slots[cam] is not None:
+                    item, self._slots[cam] = self._slots[cam], None
+                    self._next = (cam + 1) % n
+                    return cam, item
+            return None  # unreachable: wait_for guaranteed a frame
+
+    def close(self) -> None:
+        """Wake and release the consumer; later takes return None."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

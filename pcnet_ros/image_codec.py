@@ -1,0 +1,104 @@
+"""sensor_msgs/Image <-> numpy, with validation that names what is wrong.
+
+Works on any object with the Image fields (height, width, encoding,
+is_bigendian, step, data), so it is tested without a ROS graph.  cv_bridge is
+used for decoding where it is installed; the numpy path below is the one
+exercised here and handles ``step`` row padding and byte order itself.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # pragma: no cover - cv_bridge exists only on a full ROS install
+    from cv_bridge import CvBridge
+
+    _BRIDGE = CvBridge()
+except Exception:  # ImportError, or a cv_bridge built against another numpy
+    _BRIDGE = None
+
+
+@dataclass(frozen=True)
+class Encoding:
+    channels: int
+    dtype: type
+    bgr: bool    # colour order for the engine
+
+
+ENCODINGS: dict[str, Encoding] = {
+    "rgb8": Encoding(3, np.uint8, False),
+    "bgr8": Encoding(3, np.uint8, True),
+    "rgba8": Encoding(4, np.uint8, False),
+    "bgra8": Encoding(4, np.uint8, True),
+    "mono8": Encoding(1, np.uint8, False),
+    "rgb16": Encoding(3, np.uint16, False),
+    "bgr16": Encoding(3, np.uint16, True),
+    "rgba16": Encoding(4, np.uint16, False),
+    "bgra16": Encoding(4, np.uint16, True),
+    "mono16": Encoding(1, np.uint16, False),
+}
+
+_HOST_BIG_ENDIAN = sys.byteorder == "big"
+
+
+class MalformedImage(ValueError):
+    """A message that cannot be turned into an image; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def validate(msg) -> Encoding:
+    """Cheap checks of the header fields against the data length; no pixel is copied."""
+    enc = ENCODINGS.get(msg.encoding)
+    if enc is None:
+        raise MalformedImage("unsupported_encoding",
+                             f"encoding '{msg.encoding}' not supported (use one of {', '.join(ENCODINGS)})")
+    h, w = int(msg.height), int(msg.width)
+    if h == 0 or w == 0:
+        raise MalformedImage("zero_size", f"image is {w}x{h}")
+    row = w * enc.channels * np.dtype(enc.dtype).itemsize
+    if msg.step < row:
+        raise MalformedImage("bad_step", f"step {msg.step} < width*channels*bytes = {row}")
+    if len(msg.data) < msg.step * (h - 1) + row:
+        raise MalformedImage("short_data", f"data has {len(msg.data)} bytes, {w}x{h} {msg.encoding} with step "
+                                           f"{msg.step} needs {msg.step * h}")
+    return enc
+
+
+def decode(msg) -> tuple[np.ndarray, Encoding]:
+    """Image message -> (HxWxC array, its Encoding). Raises MalformedImage."""
+    enc = validate(msg)
+    h, w = int(msg.height), int(msg.width)
+    itemsize = np.dtype(enc.dtype).itemsize
+    row = w * enc.channels * itemsize
+    data = msg.data
+    if _BRIDGE is not None:  # pragma: no cover
+        arr = _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough")
+        return (arr if arr.ndim == 3 else arr[:, :, None]), enc
+    buf = np.frombuffer(data, dtype=np.uint8, count=msg.step * (h - 1) + row)
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(msg.step, 1))
+    dt = np.dtype(enc.dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, enc.channels)
+    if itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN:
+        arr = arr.astype(np.dtype(enc.dtype).newbyteorder("="))
+    return arr, enc
+
+
+def fill(msg, array: np.ndarray, encoding: str, header) -> None:
+    """Write a HxWxC (or HxW) array into an Image message, tightly packed, host byte order."""
+    enc = ENCODINGS[encoding]
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] != enc.channels or array.dtype != enc.dtype:
+        raise ValueError(f"array {array.shape} {array.dtype} does not fit encoding {encoding}")
+    array = np.ascontiguousarray(array)
+    msg.header = header
+    msg.height, msg.width = array.shape[:2]
+    msg.encoding = encoding
+    msg.is_bigendian = int(_HOST_BIG_ENDIAN and array.dtype.itemsize > 1)
+    msg.step = array.shape[1] * array.shape[2] * array.dtype.itemsize
+    msg.data = array.tobytes()

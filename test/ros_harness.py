@@ -1,0 +1,161 @@
+"""Real-ROS test plumbing: a test-side rclpy graph and pcnet_node as a separate process.
+
+Nothing here imitates ROS: messages cross real DDS between this process and the
+node's process.  Discovery is kept on localhost and on a per-run domain id so
+parallel runs and the host network stay out of it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(pred, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())
+
+
+class Graph:
+    """One rclpy context for the test session, spun by a background executor."""
+
+    def __init__(self) -> None:
+        rclpy.init()
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.nodes = []
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:
+            pass
+
+    def node(self, name: str):
+        n = rclpy.create_node(name)
+        self.executor.add_node(n)
+        self.nodes.append(n)
+        return n
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1)
+        for n in self.nodes:
+            n.destroy_node()
+        rclpy.try_shutdown()
+
+
+class Collector:
+    """Subscribes and keeps (receive_time, message) pairs."""
+
+    def __init__(self, node, topic: str, msg_type=Image, reliable: bool = True, depth: int = 50) -> None:
+        self.items: list = []
+        self._lock = threading.Lock()
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable
+                         else ReliabilityPolicy.BEST_EFFORT)
+        self.sub = node.create_subscription(msg_type, topic, self._cb, qos)
+
+    def _cb(self, msg) -> None:
+        with self._lock:
+            self.items.append((time.monotonic(), msg))
+
+    def msgs(self) -> list:
+        with self._lock:
+            return [m for _, m in self.items]
+
+    def wait_for(self, n: int, timeout: float = 20) -> bool:
+        return wait_until(lambda: len(self.items) >= n, timeout)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.items.clear()
+
+
+class Diagnostics(Collector):
+    """Latest /diagnostics values per status name, as a dict of strings."""
+
+    def __init__(self, node) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        super().__init__(node, "/diagnostics", DiagnosticArray, depth=100)
+
+    def latest(self, name: str) -> dict | None:
+        for msg in reversed(self.msgs()):
+            for st in msg.status:
+                if st.name == name:
+                    return {kv.key: kv.value for kv in st.values} | {"_level": st.level, "_message": st.message}
+        return None
+
+
+class NodeProcess:
+    """pcnet_node started exactly as a user would, with a params file, in its own process."""
+
+    def __init__(self, params: dict, namespace: str, workdir: Path, env: dict | None = None,
+                 params_file: Path | None = None) -> None:
+        self.namespace = namespace
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.params_file = params_file or workdir / f"{namespace.strip('/')}.yaml"
+        if params_file is None:  # JSON is YAML: no extra dependency to write it
+            self.params_file.write_text(json.dumps({"/**": {"ros__parameters": params}}, indent=1))
+        self.log_path = workdir / f"{namespace.strip('/')}.log"
+        cmd = [sys.executable, "-m", "pcnet_ros.node", "--ros-args", "--params-file", str(self.params_file),
+               "-r", f"__ns:={namespace}"]
+        for k, v in (params if params_file is not None else {}).items():
+            cmd += ["-p", f"{k}:={json.dumps(v)}"]
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_subscribed(self, node, topic: str, timeout: float = 60) -> None:
+        """Until the node's subscription exists (it is created once our publisher is seen)."""
+        full = f"{self.namespace}/{topic}"
+        ok = wait_until(lambda: self.proc.poll() is not None or node.count_subscribers(full) > 0, timeout)
+        assert self.proc.poll() is None, f"node exited with {self.proc.returncode}:\n{self.log()}"
+        assert ok, f"node never subscribed to {full}:\n{self.log()}"
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10) -> tuple[int, float]:
+        if self.proc.poll() is not None:
+            return self.proc.returncode, 0.0
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._log.close()
+        return rc, time.monotonic() - t0
+
+
+def image_msg(arr: np.ndarray, encoding: str, frame_id: str = "cam", stamp: tuple[int, int] = (0, 0),
+              pad: int = 0) -> Image:
+    """Build an Image, optionally with `pad` bytes of row padding after each row."""
+    h, w = arr.shape[:2]
+    a = arr.reshape(h, w, -1)
+    row = a.shape[1] * a.shape[2] * a.dtype.itemsize
+    rows = np.full((h, row + pad), 0xAB, np.uint8)
+    rows[:, :row] = np.ascontiguousarray(a).view(np.uint8).reshape(h, row)
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=row + pad, data=rows.tobytes())
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    return msg
