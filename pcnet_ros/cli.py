@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .engine import RESIDUE_MODES, DerainEngine, InputError, residue_to_image
+from .engine import BACKENDS, RESIDUE_MODES, DerainEngine, InputError, residue_to_image
 from .pairs import IMAGE_EXTS
 from .visual import side_by_side
 from .weights import WeightsError, build_model
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="ignore --weights and run an untrained model (plumbing tests only; output is noise)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ap.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    ap.add_argument("--backend", choices=BACKENDS, default="eager")
     ap.add_argument("--residue", action="store_true", help="also write NAME_residue.png")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
     ap.add_argument("--compare", action="store_true", help="also write NAME_compare.jpg: rainy | clean | residue")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if meta.get("random"):
         logging.warning("RUNNING WITH RANDOM WEIGHTS: output is meaningless")
-    engine = DerainEngine(model, device=args.device, fp16=args.fp16)
+    engine = DerainEngine(model, device=args.device, fp16=args.fp16, backend=args.backend)
 
     out = Path(args.output)
     single_file = len(inputs) == 1 and Path(args.input).is_file() and out.suffix.lower() in IMAGE_EXTS

@@ -24,6 +24,9 @@ from .model import SIZE_MULTIPLE, PCNet
 log = logging.getLogger(__name__)
 
 RESIDUE_MODES = ("positive", "signed")
+#: eager: channels_last + inference_mode; compile: torch.compile (inductor), compiled once per
+#: input size, so the first frame of each size is slow; onnxruntime: exported ONNX graph run by ORT.
+BACKENDS = ("eager", "compile", "onnxruntime")
 
 
 class InputError(ValueError):
@@ -86,7 +89,7 @@ class DerainEngine:
     """Runs PCNet on arrays. Thread-safe: calls are serialised by a lock."""
 
     def __init__(self, model: PCNet, device: str = "auto", fp16: bool = False, channels_last: bool = True,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, backend: str = "eager") -> None:
         self.device = resolve_device(device)
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -99,6 +102,40 @@ class DerainEngine:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._lock = threading.Lock()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend '{backend}': use one of {BACKENDS}")
+        self.backend = backend
+        self._run = {"eager": lambda: self._eager, "compile": self._compiled, "onnxruntime": self._onnx}[backend]()
+
+    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
+
+    def _compiled(self):
+        compiled = torch.compile(self.model, dynamic=False)
+        return lambda x: compiled(x)[0]
+
+    def _onnx(self):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)") from exc
+        import io
+
+        if self.fp16:
+            raise ValueError("fp16 is not supported with the onnxruntime backend")
+        buf = io.BytesIO()
+        dummy = torch.zeros(1, 3, 64, 64, device=self.device)
+        torch.onnx.export(self.model, dummy, buf, input_names=["rainy"], output_names=["clean", "rain"],
+                          dynamic_axes={"rainy": {0: "n", 2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+        providers = (["CUDAExecutionProvider"] if self.device.type == "cuda" else []) + ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(buf.getvalue(), opts, providers=providers)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            out = session.run(["clean"], {"rainy": x.float().contiguous().cpu().numpy()})[0]
+            return torch.from_numpy(out).to(x.device)
+        return run
 
     def warmup(self, height: int = 64, width: int = 64, runs: int = 2) -> None:
         """Run dummy frames so allocator and kernel selection happen before real traffic."""
@@ -112,8 +149,7 @@ class DerainEngine:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x, h, w = pad_to_multiple(x)
-        clean, _ = self.model(x)
-        return clean[..., :h, :w].clamp_(0.0, 1.0)
+        return self._run(x)[..., :h, :w].clamp_(0.0, 1.0)
 
     def derain(self, image: np.ndarray, bgr: bool = False) -> DerainResult:
         """Derain an HxW, HxWx1, HxWx3 or HxWx4 uint8/uint16 array.
@@ -125,7 +161,7 @@ class DerainEngine:
         """
         rgb, restore = _to_rgb(image, bgr)
         scale = float(np.iinfo(image.dtype).max)
-        t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+        t = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1).unsqueeze(0)
         with self._lock, torch.inference_mode():
             t0 = time.perf_counter()
             out = self.forward_tensor(t.float().div_(scale))

@@ -88,17 +88,21 @@ def decode(msg) -> tuple[np.ndarray, Encoding]:
     return arr, enc
 
 
-def fill(msg, array: np.ndarray, encoding: str, header) -> None:
-    """Write a HxWxC (or HxW) array into an Image message, tightly packed, host byte order."""
+def encode(array: np.ndarray, encoding: str) -> dict:
+    """HxWxC (or HxW) array -> the Image fields, tightly packed, host byte order; data as bytes."""
     enc = ENCODINGS[encoding]
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[2] != enc.channels or array.dtype != enc.dtype:
         raise ValueError(f"array {array.shape} {array.dtype} does not fit encoding {encoding}")
     array = np.ascontiguousarray(array)
+    return dict(height=array.shape[0], width=array.shape[1], encoding=encoding,
+                is_bigendian=int(_HOST_BIG_ENDIAN and array.dtype.itemsize > 1),
+                step=array.shape[1] * array.shape[2] * array.dtype.itemsize, data=array.tobytes())
+
+
+def fill(msg, array: np.ndarray, encoding: str, header) -> None:
+    """Write an array into an (rclpy) Image message, keeping ``header`` as given."""
     msg.header = header
-    msg.height, msg.width = array.shape[:2]
-    msg.encoding = encoding
-    msg.is_bigendian = int(_HOST_BIG_ENDIAN and array.dtype.itemsize > 1)
-    msg.step = array.shape[1] * array.shape[2] * array.dtype.itemsize
-    msg.data = array.tobytes()
+    for key, value in encode(array, encoding).items():
+        setattr(msg, key, value)

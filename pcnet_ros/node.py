@@ -26,7 +26,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from . import image_codec
-from .engine import RESIDUE_MODES, DerainEngine, InputError, residue_to_image
+from .engine import BACKENDS, RESIDUE_MODES, DerainEngine, InputError, residue_to_image
 from .frame_slots import FrameSlots
 from .qos import INPUT_CHOICES, OUTPUT_CHOICES, make_profile, matching_reliability
 from .stats import CameraStats
@@ -72,7 +72,8 @@ class PCNetNode(Node):
         model, meta = build_model(p["weights"] or None, allow_random=p["allow_random_weights"])
         if meta.get("random"):
             self.get_logger().error("RUNNING WITH RANDOM WEIGHTS (allow_random_weights=true): output is noise")
-        self.engine = DerainEngine(model, device=p["device"], fp16=p["fp16"], num_threads=p["torch_threads"] or None)
+        self.engine = DerainEngine(model, device=p["device"], fp16=p["fp16"], num_threads=p["torch_threads"] or None,
+                                   backend=p["backend"])
         self.get_logger().info(f"PCNet on {self.engine.device} ({'fp16' if self.engine.fp16 else 'fp32'}), "
                                f"weights: {p['weights'] or 'random'} {meta}")
         self.settings = self._settings_from(p)
@@ -108,6 +109,7 @@ class PCNetNode(Node):
             "allow_random_weights": (False, _desc("run untrained weights when 'weights' is empty (testing)", ro)),
             "device": ("auto", _desc("auto (CUDA if present), cpu, cuda or cuda:N", ro)),
             "fp16": (False, _desc("half precision inference; CUDA only", ro)),
+            "backend": ("eager", _desc(f"one of {BACKENDS}; compile is faster but compiles per input size", ro)),
             "torch_threads": (0, _desc("CPU threads for torch; 0 keeps torch's default", ro)),
             "warmup": (True, _desc("run dummy frames at start so the first real one is not slow", ro)),
             "input_topics": (["image_raw"], _desc("image topics, resolved in the node's namespace", ro)),
@@ -131,7 +133,7 @@ class PCNetNode(Node):
         values = {}
         for name, (default, desc) in specs.items():
             values[name] = self.declare_parameter(name, default, desc).value
-        for name, choices in (("input_qos", INPUT_CHOICES), ("output_qos", OUTPUT_CHOICES),
+        for name, choices in (("backend", BACKENDS), ("input_qos", INPUT_CHOICES), ("output_qos", OUTPUT_CHOICES),
                               ("residue_mode", RESIDUE_MODES), ("oversize_policy", OVERSIZE_POLICIES)):
             if values[name] not in choices:
                 raise ValueError(f"parameter {name}='{values[name]}' is not one of {choices}")

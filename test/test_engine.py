@@ -102,3 +102,19 @@ def test_downscaled_path_keeps_size_and_identity(engine, rng, shape):
     np.testing.assert_array_equal(res.clean.astype(np.int32) + res.residue, img)
     same = engine.derain_downscaled(img, max_side=64)   # within the limit: the ordinary path
     np.testing.assert_array_equal(same.clean, engine.derain(img).clean)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "compile"])
+def test_backends_match_eager(tiny_model, rng, backend):
+    pytest.importorskip("onnxruntime") if backend == "onnxruntime" else None
+    eager = DerainEngine(tiny_model, device="cpu")
+    other = DerainEngine(tiny_model, device="cpu", backend=backend)
+    for shape in [(24, 36, 3), (31, 17, 3)]:      # ORT graph has dynamic H, W; compile recompiles
+        x = torch.from_numpy(rng.random((1, 3) + shape[:2])).float()
+        with torch.inference_mode():
+            assert (eager.forward_tensor(x) - other.forward_tensor(x)).abs().max().item() < 1e-4
+
+
+def test_unknown_backend(tiny_model):
+    with pytest.raises(ValueError, match="unknown backend"):
+        DerainEngine(tiny_model, device="cpu", backend="tensorrt")

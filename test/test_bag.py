@@ -1,0 +1,84 @@
+"""pcnet-bag on real rosbag2 files (written and read with the rosbags library, sqlite3 and mcap)."""
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from pcnet_ros import bag, image_codec
+from pcnet_ros.demo_bag import write_image_bag
+from pcnet_ros.engine import DerainEngine
+
+STORE = get_typestore(Stores.ROS2_KILTED)
+
+
+@pytest.fixture
+def frames(rng):
+    return [rng.integers(0, 256, size=(20, 28, 3), dtype=np.uint8) for _ in range(12)]
+
+
+def _read(path):
+    out = {}
+    with Reader(path) as r:
+        for conn, t, raw in r.messages():
+            out.setdefault(conn.topic, []).append((t, STORE.deserialize_cdr(raw, conn.msgtype)))
+    return out
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_derain_bag_keeps_everything_and_adds_topics(tmp_path, tiny_model, frames, storage):
+    src = write_image_bag(frames, tmp_path / "in", fps=5, storage=storage)
+    engine = DerainEngine(tiny_model, device="cpu")
+    counts = bag.derain_bag(src, tmp_path / "out", engine, progress=False)
+    assert counts == {"copied": 14, "derained": 12, "skipped": 0}
+    before, after = _read(src), _read(tmp_path / "out")
+    assert set(after) == {"/camera/image_raw", "/demo/note", "/camera/image_raw/derained",
+                          "/camera/image_raw/rain_residue"}
+    for topic in before:                                   # originals untouched, same timestamps
+        assert [t for t, _ in after[topic]] == [t for t, _ in before[topic]]
+    assert [m.data for _, m in after["/demo/note"]] == [m.data for _, m in before["/demo/note"]]
+    for (t_in, m_in), (t_out, m_out), (_, m_res) in zip(before["/camera/image_raw"],
+                                                         after["/camera/image_raw/derained"],
+                                                         after["/camera/image_raw/rain_residue"]):
+        assert t_in == t_out
+        assert m_out.header.stamp == m_in.header.stamp and m_out.header.frame_id == "camera"
+        clean, _ = image_codec.decode(m_out)
+        rainy, _ = image_codec.decode(m_in)
+        np.testing.assert_array_equal(clean, engine.derain(rainy).clean)
+        assert m_res.encoding == "rgb8" and (m_res.height, m_res.width) == (20, 28)
+    assert not (tmp_path / "out.partial").exists()
+
+
+def test_storage_can_change(tmp_path, tiny_model, frames):
+    src = write_image_bag(frames[:2], tmp_path / "in", storage="sqlite3")
+    bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), storage="mcap", progress=False)
+    assert list((tmp_path / "out").glob("*.mcap"))
+
+
+@pytest.mark.parametrize("storage, pattern", [("sqlite3", "*.db3"), ("mcap", "*.mcap")])
+def test_truncated_bag_fails_clearly_and_writes_nothing(tmp_path, tiny_model, rng, storage, pattern):
+    big = [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(20)]
+    src = write_image_bag(big, tmp_path / "in", storage=storage)
+    [data] = list(src.glob(pattern))
+    raw = data.read_bytes()
+    data.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(bag.BagError, match="corrupt or truncated|cannot open bag"):
+        bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_cli_errors(tmp_path, capsys, frames):
+    assert bag.main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert "no bag at" in capsys.readouterr().err
+    src = write_image_bag(frames[:1], tmp_path / "in")
+    (tmp_path / "exists").mkdir()
+    assert bag.main([str(src), str(tmp_path / "exists")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert bag.main([str(src), str(tmp_path / "o2"), "--topics", "/nope"]) == 2
+    assert "not in bag" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_cli_end_to_end_with_shipped_weights(tmp_path, frames):
+    src = write_image_bag(frames[:3], tmp_path / "in")
+    assert bag.main([str(src), str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert len(_read(tmp_path / "out")["/camera/image_raw/derained"]) == 3
