@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .engine import BACKENDS, RESIDUE_MODES, DerainEngine, InputError, residue_to_image
 from .pairs import IMAGE_EXTS
-from .visual import side_by_side
+from .visual import amplify, side_by_side
 from .weights import WeightsError, build_model
 
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.residue:
             cv2.imwrite(str(clean_path.with_name(clean_path.stem + "_residue.png")), residue)
         if args.compare:
-            strip = side_by_side([img, res.clean, residue], ["rainy", "PCNet clean", "rain residue"])
+            strip = side_by_side([img, res.clean, amplify(residue)], ["rainy", "PCNet clean", "rain residue x4"])
             cv2.imwrite(str(clean_path.with_name(clean_path.stem + "_compare.jpg")), strip)
     print(f"derained {len(inputs) - failures} image(s) into {out}" + (f", skipped {failures}" if failures else ""))
     return 1 if failures else 0

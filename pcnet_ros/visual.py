@@ -15,6 +15,12 @@ def _as_bgr8(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def amplify(residue: np.ndarray, gain: float = 4.0) -> np.ndarray:
+    """Brighten a residue image for viewing: faint streaks are what matters."""
+    top = np.iinfo(residue.dtype).max
+    return np.clip(residue.astype(np.float32) * gain, 0, top).astype(residue.dtype)
+
+
 def side_by_side(images: list[np.ndarray], labels: list[str] | None = None, gap: int = 4) -> np.ndarray:
     """Same-height BGR (or grey/BGRA/16-bit) images in a row with optional captions, as BGR uint8."""
     tiles = [_as_bgr8(i) for i in images]

@@ -1,0 +1,238 @@
+"""pcnet-bench: speed and memory of the engine and the live node, as ratios measured side by side in one run.
+
+    pcnet-bench                          # all rows, CPU (and CUDA rows when a GPU is present)
+    pcnet-bench --soak 600               # plus the 10-minute memory soak of the node
+
+Rows:
+  (a) each engine backend vs a plain eager fp32 PyTorch run of the same weights on the same frames:
+      speed-up and max |difference|;
+  (b) the node's frames/s over DDS under a flood vs the engine alone: ratio;
+  (c) the node's p95 end-to-end latency under a 30 Hz flood / one inference time;
+  (d) node RSS at the start and end of the flood: growth in %.
+This machine is noisy: variants are interleaved (ABAB...) and medians compared, never absolute numbers
+across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .engine import DerainEngine, pad_to_multiple
+from .weights import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"480x320": (320, 480), "640x480": (480, 640), "1280x720": (720, 1280)}
+
+
+def _baseline(model: torch.nn.Module):
+    """What a user would write first: eager, NCHW, fp32, no_grad."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            xp, h, w = pad_to_multiple(x)
+            return model(xp)[0][..., :h, :w].clamp(0, 1)
+    return run
+
+
+def _engine_fn(engine: DerainEngine):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return engine.forward_tensor(x)
+    return run
+
+
+def bench_engine(weights: str, sizes: list[str], backends: list[str], device: str, repeats: int) -> list[dict]:
+    """Row (a): interleaved timing of baseline and each backend, per size."""
+    rows = []
+    base_model, _ = build_model(weights)
+    base_model = base_model.to(device)
+    dev = torch.device(device)
+    variants = {"baseline eager fp32": _baseline(base_model)}
+    compile_s = {}
+    for b in backends:
+        model, _ = build_model(weights)
+        t0 = time.perf_counter()
+        variants[b] = _engine_fn(DerainEngine(model, device=device, backend=b))
+        compile_s[b] = time.perf_counter() - t0
+    if dev.type == "cuda":
+        model, _ = build_model(weights)
+        variants["eager fp16"] = _engine_fn(DerainEngine(model, device=device, fp16=True))
+    for size in sizes:
+        h, w = SIZES[size]
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
+        ref = variants["baseline eager fp32"](x).float()
+        times = {k: [] for k in variants}
+        diffs = {}
+        for k, f in variants.items():                      # warm-up (and compile) outside the timing
+            t0 = time.perf_counter()
+            diffs[k] = (f(x).float() - ref).abs().max().item()
+            compile_s[f"{k}@{size}"] = time.perf_counter() - t0
+        for _ in range(repeats):                            # interleaved: noise hits all variants alike
+            for k, f in variants.items():
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                f(x)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                times[k].append(time.perf_counter() - t0)
+        base = statistics.median(times["baseline eager fp32"])
+        for k in variants:
+            med = statistics.median(times[k])
+            rows.append({"size": size, "variant": k, "ms": med * 1e3, "fps": 1 / med, "speedup": base / med,
+                         "max_abs_diff": diffs[k], "first_call_s": compile_s[f"{k}@{size}"]})
+    return rows
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_node(weights: str, size: str, backend: str, device: str, seconds: float, rate: float) -> dict:
+    """Rows (b)-(d): flood a real pcnet_node process over DDS and measure what comes out."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from . import image_codec
+
+    h, w = SIZES[size]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(ROOT / "out" / "bench_node.log", "w") if (ROOT / "out").is_dir() else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "pcnet_ros.node", "--ros-args", "-r", "__ns:=/bench",
+                             "-p", f"weights:={weights}", "-p", f"device:={device}", "-p", f"backend:={backend}",
+                             "-p", "input_qos:=reliable", "-p", "publish_residue:=true"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    rclpy.init()
+    node = rclpy.create_node("pcnet_bench")
+    got = []
+    node.create_subscription(Image, "/bench/image_raw/derained", lambda m: got.append((time.monotonic(), m)),
+                             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    pub = node.create_publisher(Image, "/bench/image_raw", 10)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    try:
+        deadline = time.monotonic() + 120
+        while (pub.get_subscription_count() == 0 or node.count_publishers("/bench/image_raw/derained") == 0) \
+                and time.monotonic() < deadline:
+            ex.spin_once(timeout_sec=0.1)
+            if proc.poll() is not None:
+                raise RuntimeError("pcnet_node exited during start-up")
+        frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        msg = Image()
+        image_codec.fill(msg, frame, "rgb8", msg.header)
+        for _ in range(20):                                 # let the node warm up on this size (compile!)
+            msg.header.stamp.sec = 0
+            pub.publish(msg)
+            ex.spin_once(timeout_sec=0.5)
+            if got:
+                break
+        t_end = time.monotonic() + 10
+        while time.monotonic() < t_end and len(got) < 2:
+            pub.publish(msg)
+            ex.spin_once(timeout_sec=0.2)
+        got.clear()
+        sent = {}
+        rss = [_rss_mb(proc.pid)]
+        t0 = time.monotonic()
+        k = 0
+        while time.monotonic() - t0 < seconds:
+            k += 1
+            msg.header.stamp.sec = k
+            sent[k] = time.monotonic()
+            pub.publish(msg)
+            nxt = t0 + k / rate
+            while time.monotonic() < nxt:
+                ex.spin_once(timeout_sec=max(0.0, nxt - time.monotonic()))
+            if k % int(rate * 10) == 0:
+                rss.append(_rss_mb(proc.pid))
+        t_stop = time.monotonic() + 5
+        while time.monotonic() < t_stop:
+            ex.spin_once(timeout_sec=0.1)
+        rss.append(_rss_mb(proc.pid))
+        outs = [(t, m.header.stamp.sec) for t, m in got if m.header.stamp.sec in sent]
+        lat = [t - sent[s] for t, s in outs]
+        in_window = [t for t, _ in outs if t <= t0 + seconds]
+        fps = (len(in_window) - 1) / (in_window[-1] - in_window[0]) if len(in_window) > 1 else 0.0
+        warm = rss[1] if len(rss) > 2 else rss[0]           # after the first 10 s: allocator settled
+        return {"size": size, "backend": backend, "input_hz": rate, "sent": k, "derained": len(outs),
+                "node_fps": fps, "latency_p50_ms": 1e3 * float(np.percentile(lat, 50)) if lat else float("nan"),
+                "latency_p95_ms": 1e3 * float(np.percentile(lat, 95)) if lat else float("nan"),
+                "rss_start_mb": warm, "rss_end_mb": rss[-1], "rss_growth_pct": 100 * (rss[-1] - warm) / warm}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pcnet-bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default="light")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--backends", nargs="*", default=["eager", "onnxruntime", "compile"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--node-size", default="640x480", choices=list(SIZES))
+    ap.add_argument("--node-backend", default=None, help="backend for the node rows (default: fastest in (a))")
+    ap.add_argument("--seconds", type=float, default=30.0, help="flood duration for rows (b)-(d)")
+    ap.add_argument("--soak", type=float, default=0.0, help="flood duration for (d) instead, e.g. 600")
+    ap.add_argument("--skip-node", action="store_true")
+    ap.add_argument("--json", type=Path, default=Path("out/bench.json"))
+    args = ap.parse_args(argv)
+    if os.environ.get("PCNET_ISOLATED_NET") != "1":
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+          f"{os.cpu_count()} cores", flush=True)
+    sizes = args.sizes + ([args.node_size] if not args.skip_node and args.node_size not in args.sizes else [])
+    rows = bench_engine(args.weights, sizes, args.backends, args.device, args.repeats)
+    print("\n(a) engine vs plain eager fp32 (same weights, same frames; median of interleaved runs)")
+    print(f"{'size':<10}{'variant':<22}{'ms/frame':>10}{'fps':>8}{'speed-up':>10}{'max|diff|':>11}{'1st call s':>11}")
+    for r in rows:
+        print(f"{r['size']:<10}{r['variant']:<22}{r['ms']:>10.1f}{r['fps']:>8.2f}{r['speedup']:>9.2f}x"
+              f"{r['max_abs_diff']:>11.1e}{r['first_call_s']:>11.1f}")
+    result = {"engine": rows}
+    if not args.skip_node:
+        cands = [r for r in rows if r["size"] == args.node_size and r["variant"] in args.backends]
+        backend = args.node_backend or max(cands, key=lambda r: r["speedup"])["variant"]
+        engine_fps = next(r["fps"] for r in cands if r["variant"] == backend)
+        engine_ms = 1e3 / engine_fps
+        node = bench_node(args.weights, args.node_size, backend, args.device, args.soak or args.seconds, 30.0)
+        result["node"] = node | {"engine_fps": engine_fps}
+        print(f"\n(b)-(d) live pcnet_node over DDS, {args.node_size} rgb8 flooded at 30 Hz for "
+              f"{args.soak or args.seconds:.0f} s, backend {backend}")
+        print(f"  (b) node {node['node_fps']:.2f} fps / engine alone {engine_fps:.2f} fps = "
+              f"{node['node_fps'] / engine_fps:.2f}   (target >= 0.9)")
+        print(f"  (c) p95 latency {node['latency_p95_ms']:.0f} ms / one inference {engine_ms:.0f} ms = "
+              f"{node['latency_p95_ms'] / engine_ms:.2f}   (target < 2); p50 {node['latency_p50_ms']:.0f} ms")
+        print(f"  (d) node RSS {node['rss_start_mb']:.0f} MB -> {node['rss_end_mb']:.0f} MB: "
+              f"{node['rss_growth_pct']:+.1f}%   (target < +5% over a 600 s soak)")
+        print(f"      {node['sent']} frames sent, {node['derained']} derained, the rest dropped as stale")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
