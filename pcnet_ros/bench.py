@@ -101,7 +101,8 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_node(weights: str, size: str, backend: str, device: str, seconds: float, rate: float) -> dict:
+def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: float, seconds: float,
+               flood_hz: float = 30.0, soak: float = 0.0) -> dict:
     """Rows (b)-(d): flood a real pcnet_node process over DDS and measure what comes out."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -135,43 +136,48 @@ def bench_node(weights: str, size: str, backend: str, device: str, seconds: floa
         frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
         msg = Image()
         image_codec.fill(msg, frame, "rgb8", msg.header)
-        for _ in range(20):                                 # let the node warm up on this size (compile!)
+        deadline = time.monotonic() + 600                   # first frame of a size may compile for minutes
+        while not got and time.monotonic() < deadline:      # warm up on this size before measuring
             msg.header.stamp.sec = 0
             pub.publish(msg)
             ex.spin_once(timeout_sec=0.5)
-            if got:
-                break
-        t_end = time.monotonic() + 10
-        while time.monotonic() < t_end and len(got) < 2:
-            pub.publish(msg)
-            ex.spin_once(timeout_sec=0.2)
-        got.clear()
-        sent = {}
+            if proc.poll() is not None:
+                raise RuntimeError("pcnet_node exited during warm-up")
+        if not got:
+            raise RuntimeError("pcnet_node produced no output within 600 s")
+        def drive(rate: float, seconds: float, rss: list | None = None) -> dict:
+            """Publish at ``rate`` for ``seconds``; throughput and latency of what comes back."""
+            got.clear()
+            sent, k, t0 = {}, 0, time.monotonic()
+            while time.monotonic() - t0 < seconds:
+                k += 1
+                msg.header.stamp.sec = k
+                sent[k] = time.monotonic()
+                pub.publish(msg)
+                nxt = t0 + k / rate
+                while time.monotonic() < nxt:
+                    ex.spin_once(timeout_sec=max(0.0, nxt - time.monotonic()))
+                if rss is not None and k % max(1, int(rate * 10)) == 0:
+                    rss.append(_rss_mb(proc.pid))
+            t_stop = time.monotonic() + 5
+            while time.monotonic() < t_stop:
+                ex.spin_once(timeout_sec=0.1)
+            outs = [(t, m.header.stamp.sec) for t, m in got if m.header.stamp.sec in sent]
+            lat = [t - sent[s] for t, s in outs]
+            times = [t for t, _ in outs if t <= t0 + seconds]
+            fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+            return {"input_hz": rate, "sent": k, "derained": len(outs), "node_fps": fps,
+                    "latency_p50_ms": 1e3 * float(np.percentile(lat, 50)) if lat else float("nan"),
+                    "latency_p95_ms": 1e3 * float(np.percentile(lat, 95)) if lat else float("nan")}
+
+        # (b) saturated but not drowned: a fresh frame is always waiting, the publisher costs little
+        saturated = drive(2.0 * engine_fps, seconds)
+        # (c), (d) the 30 Hz flood a camera produces
         rss = [_rss_mb(proc.pid)]
-        t0 = time.monotonic()
-        k = 0
-        while time.monotonic() - t0 < seconds:
-            k += 1
-            msg.header.stamp.sec = k
-            sent[k] = time.monotonic()
-            pub.publish(msg)
-            nxt = t0 + k / rate
-            while time.monotonic() < nxt:
-                ex.spin_once(timeout_sec=max(0.0, nxt - time.monotonic()))
-            if k % int(rate * 10) == 0:
-                rss.append(_rss_mb(proc.pid))
-        t_stop = time.monotonic() + 5
-        while time.monotonic() < t_stop:
-            ex.spin_once(timeout_sec=0.1)
+        flood = drive(flood_hz, soak or seconds, rss)
         rss.append(_rss_mb(proc.pid))
-        outs = [(t, m.header.stamp.sec) for t, m in got if m.header.stamp.sec in sent]
-        lat = [t - sent[s] for t, s in outs]
-        in_window = [t for t, _ in outs if t <= t0 + seconds]
-        fps = (len(in_window) - 1) / (in_window[-1] - in_window[0]) if len(in_window) > 1 else 0.0
         warm = rss[1] if len(rss) > 2 else rss[0]           # after the first 10 s: allocator settled
-        return {"size": size, "backend": backend, "input_hz": rate, "sent": k, "derained": len(outs),
-                "node_fps": fps, "latency_p50_ms": 1e3 * float(np.percentile(lat, 50)) if lat else float("nan"),
-                "latency_p95_ms": 1e3 * float(np.percentile(lat, 95)) if lat else float("nan"),
+        return {"size": size, "backend": backend, "saturated": saturated, "flood": flood,
                 "rss_start_mb": warm, "rss_end_mb": rss[-1], "rss_growth_pct": 100 * (rss[-1] - warm) / warm}
     finally:
         proc.send_signal(signal.SIGINT)
@@ -217,17 +223,19 @@ def main(argv: list[str] | None = None) -> int:
         backend = args.node_backend or max(cands, key=lambda r: r["speedup"])["variant"]
         engine_fps = next(r["fps"] for r in cands if r["variant"] == backend)
         engine_ms = 1e3 / engine_fps
-        node = bench_node(args.weights, args.node_size, backend, args.device, args.soak or args.seconds, 30.0)
+        node = bench_node(args.weights, args.node_size, backend, args.device, engine_fps, args.seconds, 30.0,
+                          args.soak)
         result["node"] = node | {"engine_fps": engine_fps}
-        print(f"\n(b)-(d) live pcnet_node over DDS, {args.node_size} rgb8 flooded at 30 Hz for "
-              f"{args.soak or args.seconds:.0f} s, backend {backend}")
-        print(f"  (b) node {node['node_fps']:.2f} fps / engine alone {engine_fps:.2f} fps = "
-              f"{node['node_fps'] / engine_fps:.2f}   (target >= 0.9)")
-        print(f"  (c) p95 latency {node['latency_p95_ms']:.0f} ms / one inference {engine_ms:.0f} ms = "
-              f"{node['latency_p95_ms'] / engine_ms:.2f}   (target < 2); p50 {node['latency_p50_ms']:.0f} ms")
-        print(f"  (d) node RSS {node['rss_start_mb']:.0f} MB -> {node['rss_end_mb']:.0f} MB: "
-              f"{node['rss_growth_pct']:+.1f}%   (target < +5% over a 600 s soak)")
-        print(f"      {node['sent']} frames sent, {node['derained']} derained, the rest dropped as stale")
+        sat, flood = node["saturated"], node["flood"]
+        print(f"\n(b)-(d) live pcnet_node over DDS, {args.node_size} rgb8, backend {backend}")
+        print(f"  (b) node {sat['node_fps']:.2f} fps / engine alone {engine_fps:.2f} fps = "
+              f"{sat['node_fps'] / engine_fps:.2f}   (target >= 0.9; input at {sat['input_hz']:.1f} Hz = 2x engine)")
+        print(f"  (c) 30 Hz flood: p95 latency {flood['latency_p95_ms']:.0f} ms / one inference {engine_ms:.0f} ms = "
+              f"{flood['latency_p95_ms'] / engine_ms:.2f}   (target < 2); p50 {flood['latency_p50_ms']:.0f} ms; "
+              f"{flood['derained']} of {flood['sent']} frames derained, the rest dropped as stale")
+        print(f"  (d) node RSS {node['rss_start_mb']:.0f} MB -> {node['rss_end_mb']:.0f} MB over "
+              f"{args.soak or args.seconds:.0f} s of flood: {node['rss_growth_pct']:+.1f}%   "
+              f"(target < +5% over a 600 s soak: --soak 600)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(f"\nwrote {args.json}")

@@ -191,7 +191,9 @@ class PCNetNode(Node):
 
     # ---- inference thread -------------------------------------------------------------------
     def _run(self) -> None:
-        if self._warmup:
+        if self._warmup and self.engine.backend == "compile":
+            self.get_logger().info("backend 'compile': the first frame of each size compiles (about a minute on CPU)")
+        elif self._warmup:
             try:
                 self.engine.warmup()
             except Exception as exc:  # a broken device shows up here first; keep serving errors per frame

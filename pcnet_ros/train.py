@@ -29,6 +29,9 @@ from .pairs import PatchSampler, list_pairs, load_pairs, split_pairs
 from .weights import load_weights, resolve_weights, save_weights
 
 
+MODEL_SIZES = {"paper": {}, "tiny": {"n_feat": 8, "num_crb": 1, "num_rcab": 1}}
+
+
 def lr_at(step: int, total: int, base: float, floor: float = 0.01) -> float:
     """Cosine decay from ``base`` to ``base * floor``: stateless, so resuming needs no scheduler state."""
     t = min(step / max(total, 1), 1.0)
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--eval-every", type=int, default=500, help="validation PSNR every N steps")
     ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--log-every", type=int, default=20, help="write the loss to OUT/log.jsonl every N steps")
     ap.add_argument("--max-val", type=int, default=0, help="score at most N validation images (0: all)")
     ap.add_argument("--max-side", type=int, default=1024, help="downsize bigger training images to this")
     ap.add_argument("--synth-prob", type=float, default=0.0, help="chance a patch gets synthesized rain instead")
@@ -62,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ap.add_argument("--export", type=Path, help="also write the best weights here, with provenance")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--model-size", choices=list(MODEL_SIZES), default="paper",
+                    help="'tiny' only for quick tests of the training loop itself")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                            args.seed)
     val = [(rp.name, r, c) for (rp, _), (r, c) in zip(val_paths, load_pairs(val_paths, args.max_side))]
 
-    model = PCNet()
+    model = PCNet(**MODEL_SIZES[args.model_size])
     engine = DerainEngine(model, device=args.device, channels_last=False)
     device = engine.device
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                         save_weights(model, args.export, meta)
                 tqdm.write(f"step {state['step']}: val Y-PSNR {psnr:.2f} dB (input {s['psnr_in']:.2f}), "
                            f"best {state['best_psnr']:.2f}")
-            if state["step"] % 20 == 0 or "val_psnr" in rec:
+            if state["step"] % args.log_every == 0 or "val_psnr" in rec:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
             if state["step"] % args.ckpt_every == 0:

@@ -1,0 +1,38 @@
+"""Regenerate the README's pictures: rain synthesis panel and the demo contact sheet (after `make demo`)."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pcnet_ros import rain
+from pcnet_ros.pairs import read_rgb
+from pcnet_ros.visual import side_by_side
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+DOCS = ROOT / "docs"
+
+
+def rain_panel() -> None:
+    rng = np.random.default_rng(7)
+    clean = read_rgb(DATA / "rain100l-train" / "clean" / "norain-1.png")
+    real = read_rgb(DATA / "rain100l-train" / "rain" / "norain-1.png")
+    light = rain.add_rain(clean, rain.random_params(rng, "light"), rng)
+    heavy = rain.add_rain(clean, rain.random_params(rng, "heavy"), rng)
+    bgr = [cv2.cvtColor(a, cv2.COLOR_RGB2BGR) for a in (clean, light, heavy, real)]
+    strip = side_by_side(bgr, ["clean", "synthesized light", "synthesized heavy", "real Rain100L"])
+    cv2.imwrite(str(DOCS / "rain_synthesis.jpg"), strip, [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def demo_sheet() -> None:
+    sheet = cv2.imread(str(ROOT / "out" / "demo" / "contact_sheet.jpg"))
+    if sheet is None:
+        raise SystemExit("run `make demo` first")
+    small = cv2.resize(sheet, (960, round(sheet.shape[0] * 960 / sheet.shape[1])), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(DOCS / "demo_contact_sheet.jpg"), small, [cv2.IMWRITE_JPEG_QUALITY, 82])
+
+
+if __name__ == "__main__":
+    DOCS.mkdir(exist_ok=True)
+    rain_panel()
+    demo_sheet()

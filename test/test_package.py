@@ -1,0 +1,54 @@
+"""The ament_python package: metadata, installed data, the launch file's contract with the node."""
+import ast
+import xml.etree.ElementTree as ET
+
+import yaml
+
+from pcnet_ros.node import BUNDLED_PROFILE_NAME, use_bundled_fastdds_profile
+from ros_harness import ROOT
+
+
+def test_package_xml_is_format3_with_real_dependencies():
+    root = ET.parse(ROOT / "package.xml").getroot()
+    assert root.get("format") == "3" and root.findtext("name") == "pcnet_ros"
+    deps = {e.text for e in root.iter("exec_depend")}
+    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "cv_bridge", "launch_ros"} <= deps
+    assert root.find("export/build_type").text == "ament_python"
+    assert (ROOT / "resource" / "pcnet_ros").is_file()
+
+
+def test_setup_installs_launch_config_weights_and_entry_points():
+    src = (ROOT / "setup.py").read_text()
+    for needle in ('"launch/*.launch.py"', '"config/*.yaml"', '"config/*.xml"', '"weights/*.pth"',
+                   "pcnet_node = pcnet_ros.node:main", "pcnet-derain = pcnet_ros.cli:main"):
+        assert needle in src
+    assert "install_scripts=$base/lib/pcnet_ros" in (ROOT / "setup.cfg").read_text()  # where ros2 run looks
+
+
+def _launch_node_parameters():
+    tree = ast.parse((ROOT / "launch" / "pcnet.launch.py").read_text())
+    args = {n.args[0].value for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"}
+    [node_call] = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    params = next(k.value for k in node_call.keywords if k.arg == "parameters")
+    keys = {k.value for d in params.elts if isinstance(d, ast.Dict) for k in d.keys}
+    return args, keys
+
+
+def test_launch_file_only_sets_parameters_the_params_file_has():
+    args, keys = _launch_node_parameters()
+    assert args == {"namespace", "params_file", "input_topic", "device", "use_sim_time", "fastdds_profile"}
+    shipped = yaml.safe_load((ROOT / "config" / "pcnet.yaml").read_text())["/**"]["ros__parameters"]
+    assert keys - {"use_sim_time"} <= set(shipped)        # so the params-file tests cover them
+    assert {"input_topics", "device"} <= keys
+
+
+def test_bundled_fastdds_profile_applies_only_when_nothing_is_chosen():
+    env = {}
+    path = use_bundled_fastdds_profile(env)
+    assert path and path.endswith(BUNDLED_PROFILE_NAME) and env["FASTDDS_DEFAULT_PROFILES_FILE"] == path
+    ET.parse(path)                                          # well-formed XML
+    mine = {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}
+    assert use_bundled_fastdds_profile(mine) is None and mine["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/mine.xml"
+    other = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
+    assert use_bundled_fastdds_profile(other) is None and "FASTDDS_DEFAULT_PROFILES_FILE" not in other

@@ -1,0 +1,122 @@
+"""Training loop, losses, rain synthesis and evaluation on small real fixtures."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_or_skip
+from pcnet_ros import evaluate, rain, train
+from pcnet_ros.losses import SSIM, EdgeLoss, PCNetLoss, charbonnier
+from pcnet_ros.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
+from pcnet_ros.pairs import list_pairs, split_pairs, write_rgb
+
+
+def _scene(rng, h=64, w=64):
+    """A smooth random 'photo': low-frequency colour blobs."""
+    small = rng.integers(0, 256, size=(4, 4, 3)).astype(np.float32)
+    import cv2
+
+    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def pair_dir(tmp_path, rng):
+    for i in range(6):
+        clean = _scene(rng)
+        write_rgb(tmp_path / "clean" / f"{i}.png", clean)
+        write_rgb(tmp_path / "rain" / f"{i}.png", rain.add_rain(clean, rain.random_params(rng, "light"), rng))
+    return tmp_path
+
+
+def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
+    out = tmp_path / "run"
+    common = ["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
+              "--model-size", "tiny", "--log-every", "1", "--eval-every", "1000", "--ckpt-every", "10", "--quiet",
+              "--val-every", "3", "--device", "cpu"]
+    assert train.main(common + ["--steps", "60"]) == 0
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(losses) >= 60
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.02
+    assert (out / "best.pth").is_file()                                  # validation ran at the last step
+    assert train.main(common + ["--steps", "70"]) == 0                   # resume, not restart
+    ck = torch.load(out / "last.pth", weights_only=False)
+    assert ck["state"]["step"] == 70
+    assert len((out / "log.jsonl").read_text().splitlines()) == len(losses) + 10   # steps 61..70
+
+
+def test_lr_schedule_decays():
+    assert train.lr_at(0, 100, 1e-3) == pytest.approx(1e-3)
+    assert train.lr_at(50, 100, 1e-3) == pytest.approx(0.505e-3)
+    assert train.lr_at(100, 100, 1e-3) == pytest.approx(1e-5)
+
+
+def test_losses_behave():
+    x = torch.rand(2, 3, 32, 32)
+    assert charbonnier(x, x).item() == pytest.approx(1e-3, rel=1e-3)
+    assert SSIM()(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    assert EdgeLoss()(x, x).item() == pytest.approx(1e-3, rel=1e-3)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    assert PCNetLoss()(y, y, x, x).item() > PCNetLoss()(x, x, x, x).item()
+
+
+def test_psnr_and_ssim_known_values(rng):
+    a = rng.integers(20, 200, size=(40, 50, 3)).astype(np.uint8)
+    b = a + 5                                              # every channel +5 -> Y differs by 5 * 219/255
+    assert psnr(rgb_to_y(a), rgb_to_y(b)) == pytest.approx(20 * np.log10(255 / (5 * 219 / 255)), abs=1e-6)
+    assert psnr(a, a) == float("inf")
+    assert ssim(rgb_to_y(a), rgb_to_y(a)) == pytest.approx(1.0)
+    assert ssim(rgb_to_y(a), rgb_to_y(b)) > 0.99               # a constant shift barely changes structure
+    noisy = np.clip(a + rng.normal(0, 25, a.shape), 0, 255).astype(np.uint8)
+    p, s = y_psnr_ssim(noisy, a)
+    assert 18 < p < 26 and s < 0.95
+
+
+def test_split_is_deterministic_and_disjoint(pair_dir):
+    pairs = list_pairs(pair_dir)
+    tr, va = split_pairs(pairs, 3)
+    assert [p[0].name for p in va] == ["2.png", "5.png"]
+    assert not set(tr) & set(va) and len(tr) + len(va) == len(pairs)
+
+
+def test_rain_synthesis(rng):
+    clean = _scene(rng, 96, 128)
+    p = rain.RainParams(density=0.02, length=21, angle=20, width=1, intensity=0.8, blur=0.5, haze=0.0)
+    rainy = rain.add_rain(clean, p, np.random.default_rng(1))
+    assert rainy.shape == clean.shape and rainy.dtype == np.uint8
+    assert (rainy.astype(int) >= clean.astype(int) - 1).all()        # streaks only add light
+    again = rain.add_rain(clean, p, np.random.default_rng(1))
+    np.testing.assert_array_equal(rainy, again)                       # reproducible from a seed
+    sparse = rain.add_rain(clean, rain.RainParams(**{**p.to_dict(), "density": 0.002}), np.random.default_rng(1))
+    assert (sparse != clean).mean() < (rainy != clean).mean()
+    k = rain.streak_kernel(15, 30, 1)
+    assert k.sum() == pytest.approx(1.0, abs=1e-5)
+    heavy = rain.random_params(rng, "heavy")
+    assert heavy.haze > 0 and heavy.density >= 0.02
+    with pytest.raises(ValueError, match="unknown rain level"):
+        rain.random_params(rng, "drizzle")
+
+
+def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
+    assert evaluate.main([str(pair_dir), "--device", "cpu", "--csv", str(tmp_path / "s.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "input PSNR/SSIM" in out and "PCNet PSNR/SSIM" in out
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0].startswith("set,image,psnr_input") and len(rows) == 7
+
+
+@pytest.mark.parametrize("variant, folder", [("light", "rain100l-train"), ("heavy", "pcnet-train")])
+def test_shipped_weights_beat_the_rainy_input(variant, folder):
+    """Regression guard: the committed weights must clearly improve held-out pairs they were not trained on."""
+    from pcnet_ros.engine import DerainEngine
+    from pcnet_ros.pairs import load_pairs
+    from pcnet_ros.weights import build_model
+
+    paths = split_pairs(list_pairs(shared_or_skip(folder)), 10)[1][:4]
+    model, meta = build_model(variant)
+    engine = DerainEngine(model, device="cpu")
+    triples = [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, max_side=640))]
+    s = evaluate.summarise(evaluate.score_pairs(engine, triples))
+    assert s["psnr_out"] > s["psnr_in"] + 1.0, s
+    assert s["ssim_out"] > s["ssim_in"], s
+    assert meta["step"] > 0 and "val_psnr_y" in meta
