@@ -26,9 +26,16 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pcnet_ros.bench
 
+# Resumes from runs/*/last.pth; on a machine without it, continues from the shipped weights.
 train-light: $(STAMP)
 	$(PY) -m pcnet_ros.train --data ../shared/data/rain100l-train --out runs/light --steps 20000 \
-	  --batch 8 --patch 96 --lr 5e-4 --threads 1 --export weights/pcnet_light.pth
+	  --batch 8 --patch 96 --lr 5e-4 --threads 1 --export weights/pcnet_light.pth \
+	  --init weights/pcnet_light.pth --continue-schedule
+
+train-heavy: $(STAMP)
+	$(PY) -m pcnet_ros.train --data ../shared/data/pcnet-train --data ../shared/data/rain100l-train \
+	  --out runs/heavy --steps 20000 --batch 8 --patch 96 --lr 3e-4 --threads 1 --synth-prob 0.5 \
+	  --synth-level heavy --export weights/pcnet_heavy.pth --init weights/pcnet_heavy.pth --continue-schedule
 
 clean:
 	rm -rf $(VENV) out build install log *.egg-info

@@ -76,7 +76,7 @@ def decode(msg) -> tuple[np.ndarray, Encoding]:
     itemsize = np.dtype(enc.dtype).itemsize
     row = w * enc.channels * itemsize
     data = msg.data
-    if _BRIDGE is not None:  # pragma: no cover
+    if _BRIDGE is not None and type(msg).__module__.startswith("sensor_msgs"):  # pragma: no cover
         arr = _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough")
         return (arr if arr.ndim == 3 else arr[:, :, None]), enc
     buf = np.frombuffer(data, dtype=np.uint8, count=msg.step * (h - 1) + row)

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--synth-prob", type=float, default=0.0, help="chance a patch gets synthesized rain instead")
     ap.add_argument("--synth-level", default="light", choices=["light", "heavy"])
     ap.add_argument("--init", help="start from these weights (fine-tuning); ignored when resuming")
+    ap.add_argument("--continue-schedule", action="store_true",
+                    help="with --init: take step, best score and time from the weights' metadata")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ap.add_argument("--export", type=Path, help="also write the best weights here, with provenance")
@@ -107,8 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         state = ck["state"]
         print(f"resuming {last} at step {state['step']} (best val PSNR {state['best_psnr']:.2f} dB)")
     elif args.init:
-        load_weights(model, resolve_weights(args.init))
-        print(f"fine-tuning from {args.init}")
+        meta = load_weights(model, resolve_weights(args.init))
+        if args.continue_schedule and "step" in meta:
+            # a new machine without last.pth: carry on from shipped weights instead of from scratch
+            state.update(step=int(meta["step"]), best_psnr=float(meta.get("val_psnr_y", -1.0)),
+                         elapsed_s=3600.0 * float(meta.get("train_hours", 0.0)))
+            print(f"continuing {args.init} at step {state['step']} (optimizer state starts fresh)")
+        else:
+            print(f"fine-tuning from {args.init}")
 
     def checkpoint() -> None:
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),

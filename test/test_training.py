@@ -120,3 +120,19 @@ def test_shipped_weights_beat_the_rainy_input(variant, folder):
     assert s["psnr_out"] > s["psnr_in"] + 1.0, s
     assert s["ssim_out"] > s["ssim_in"], s
     assert meta["step"] > 0 and "val_psnr_y" in meta
+
+
+def test_continue_from_shipped_style_weights(pair_dir, tmp_path):
+    """A new machine has no runs/*/last.pth: training carries on from exported weights and their metadata."""
+    from pcnet_ros.model import PCNet
+    from pcnet_ros.weights import save_weights
+
+    init = tmp_path / "w.pth"
+    save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 50, "val_psnr_y": 99.0, "train_hours": 0.5})
+    out = tmp_path / "run"
+    assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "2", "--patch", "32",
+                       "--model-size", "tiny", "--steps", "55", "--init", str(init), "--continue-schedule",
+                       "--quiet", "--device", "cpu", "--val-every", "3", "--export", str(init)]) == 0
+    state = torch.load(out / "last.pth", weights_only=False)["state"]
+    assert state["step"] == 55 and state["best_psnr"] == 99.0       # a worse validation never overwrites
+    assert torch.load(init, weights_only=True)["meta"]["step"] == 50

@@ -1,0 +1,69 @@
+"""Write weights/README.md: provenance of each shipped weights file and its scores on held-out data.
+
+    .venv/bin/python scripts/weights_card.py        (takes a few minutes on a CPU)
+"""
+import json
+from pathlib import Path
+
+import torch
+
+from pcnet_ros.engine import DerainEngine
+from pcnet_ros.evaluate import score_pairs, summarise
+from pcnet_ros.pairs import list_pairs, load_pairs, split_pairs
+from pcnet_ros.weights import BUNDLED, build_model, read_checkpoint, resolve_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+SETS = [("rain100l-train", "val"), ("pcnet-train", "val"), ("pcnet-train", "all")]
+
+
+def scores(engine, folder, split):
+    paths = list_pairs(DATA / folder)
+    if split != "all":
+        paths = split_pairs(paths, 10)[1]
+    triples = [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, max_side=1024))]
+    return len(triples), summarise(score_pairs(engine, triples, progress=True))
+
+
+def curve(run: Path) -> list[tuple[int, float]]:
+    log = run / "log.jsonl"
+    if not log.is_file():
+        return []
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    return [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r]
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    lines = ["# Shipped weights", "",
+             "Made by this project's `pcnet-train` on `../shared/data` (not the authors' checkpoints). "
+             "Weights only, in the authors' `{\"state_dict\": ...}` layout (`model.` keys), fp32, 2.5 MB each.",
+             "Scores: PSNR (dB) / SSIM on the Y channel (BT.601), images over 1024 px downsized first. "
+             "`val` = every 10th pair in natural name order, never trained on. "
+             "Regenerate this file with `scripts/weights_card.py`.", ""]
+    for variant, fname in BUNDLED.items():
+        path = resolve_weights(variant)
+        meta = read_checkpoint(path).get("meta", {})
+        model, _ = build_model(variant)
+        engine = DerainEngine(model, device="cpu")
+        lines += [f"## `{fname}` ({variant})", "",
+                  f"- data: {', '.join(Path(d).name for d in meta.get('data', []))}; synthesized rain: "
+                  f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')})",
+                  f"- steps: {meta.get('step')} (batch 8, 96x96 patches), training time {meta.get('train_hours')} h "
+                  f"on {meta.get('device')}, best validation during training {meta.get('val_psnr_y')} dB", "",
+                  "| set | pairs | rainy input | PCNet |", "|---|---|---|---|"]
+        for folder, split in SETS:
+            n, s = scores(engine, folder, split)
+            lines.append(f"| {folder} [{split}] | {n} | {s['psnr_in']:.2f} / {s['ssim_in']:.4f} | "
+                         f"**{s['psnr_out']:.2f}** / {s['ssim_out']:.4f} |")
+        pts = curve(ROOT / "runs" / variant)
+        if pts:
+            lines += ["", "Validation Y-PSNR during training (step: dB): " +
+                      ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
+        lines.append("")
+    (ROOT / "weights" / "README.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
