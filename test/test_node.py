@@ -321,6 +321,7 @@ def test_clean_shutdown_while_busy(graph, tmp_path, sig):
     ({"weights": "", "allow_random_weights": False}, "random weights produce garbage"),
     ({"input_qos": "fastest"}, "input_qos='fastest' is not one of"),
     ({"device": "cuda:7"}, "cuda"),
+    ({"input_topics": ["a", "a"]}, "lists a topic twice"),
 ])
 def test_bad_configuration_fails_fast_and_clearly(tmp_path, params, message):
     proc = NodeProcess({**_weights(), **params}, "/badcfg", tmp_path)

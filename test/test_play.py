@@ -39,3 +39,32 @@ def test_play_errors(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pcnet_ros.play", str(tmp_path / "nope")], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no bag at" in proc.stderr
+
+
+def test_node_under_sim_time_with_replayed_clock(graph, tmp_path, rng):
+    """The `ros2 bag play --clock` + use_sim_time set-up, with pcnet-play standing in for ros2 bag play."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from pcnet_ros.weights import resolve_weights
+    from ros_harness import NodeProcess, wait_until
+
+    frames = [rng.integers(0, 256, size=(32, 48, 3), dtype=np.uint8) for _ in range(20)]
+    src = write_image_bag(frames, tmp_path / "bag", topic="/simtime/image_raw", fps=10)
+    proc = NodeProcess({"weights": str(resolve_weights("light")), "device": "cpu", "use_sim_time": True,
+                        "input_qos": "reliable", "input_topics": ["image_raw"]}, "/simtime", tmp_path)
+    try:
+        node = graph.node("simtime_sink")
+        out = Collector(node, "/simtime/image_raw/derained")
+        diag = Collector(node, "/diagnostics", DiagnosticArray)
+        assert wait_until(lambda: node.count_subscribers("/simtime/image_raw") > 0, 60), proc.log()
+        player = subprocess.run([sys.executable, "-m", "pcnet_ros.play", str(src), "--clock", "--wait", "15",
+                                 "--topics", "/simtime/image_raw"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert player.returncode == 0, player.stderr
+        assert out.wait_for(1, 20)
+        recorded = {START_NS + i * 10**8 for i in range(20)}
+        assert all(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec in recorded for m in out.msgs())
+        # the node's own clock followed /clock: diagnostics stamped in bag time (2023), not wall time
+        assert wait_until(lambda: any(abs(m.header.stamp.sec - START_NS // 10**9) < 60 for m in diag.msgs()), 10)
+    finally:
+        assert proc.stop()[0] == 0
