@@ -34,7 +34,7 @@ train-light: $(STAMP)
 
 train-heavy: $(STAMP)
 	$(PY) -m pcnet_ros.train --data ../shared/data/pcnet-train --data ../shared/data/rain100l-train \
-	  --out runs/heavy --steps 20000 --batch 8 --patch 96 --lr 3e-4 --threads 1 --synth-prob 0.5 \
+	  --out runs/heavy --steps 20000 --batch 8 --patch 96 --lr 2e-4 --eval-every 400 --threads 1 --synth-prob 0.3 \
 	  --synth-level heavy --export weights/pcnet_heavy.pth --init weights/pcnet_heavy.pth --continue-schedule
 
 clean:

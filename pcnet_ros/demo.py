@@ -174,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             t.join()
             if node_proc.poll() is not None:
                 raise RuntimeError(f"pcnet_node exited early; see {args.out / 'node.log'}")
-        time.sleep(3.0)  # let the last frame finish
+        deadline = time.monotonic() + 60     # a slow CPU may still be on its first frame of a camera
+        while time.monotonic() < deadline and not all(recorder.msgs[f"{t}/{k}"] for t in CAMERAS
+                                                      for k in ("derained", "rain_residue")):
+            time.sleep(0.2)
+        time.sleep(2.0)                      # and let the frame in flight finish
     finally:
         node_proc.send_signal(signal.SIGINT)
         rc = node_proc.wait(15)

@@ -92,7 +92,7 @@ def test_rain_synthesis(rng):
     k = rain.streak_kernel(15, 30, 1)
     assert k.sum() == pytest.approx(1.0, abs=1e-5)
     heavy = rain.random_params(rng, "heavy")
-    assert heavy.haze > 0 and heavy.density >= 0.02
+    assert 0 <= heavy.haze <= 0.15 and heavy.density >= 0.02 and heavy.length >= 20
     with pytest.raises(ValueError, match="unknown rain level"):
         rain.random_params(rng, "drizzle")
 
