@@ -35,7 +35,7 @@ CAMERAS = {"/camera1/image_raw": "ra1", "/camera2/image_raw": "rb2"}
 
 
 def build_demo_bag(frames_root: Path, out: Path, fps: float, limit: int) -> dict[str, list[np.ndarray]]:
-    """One bag per camera clip (merged playback happens in pcnet-play order per bag)."""
+    """One bag per camera clip, played side by side; returns the frames per topic."""
     clips = {}
     for topic, clip in CAMERAS.items():
         clips[topic] = load_frames(frames_root / clip, limit=limit)

@@ -322,26 +322,6 @@ def _release_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def limit_heap_growth() -> bool:
-    """Keep RSS flat under a stream of large frames (glibc only; PCNET_MALLOPT=0 disables).
-
-    glibc raises its mmap threshold each time a large block is freed, after which
-    every ~1 MB image buffer comes from the heap, whose freed holes are kept: RSS
-    creeps up over a long flood. A fixed threshold serves big buffers with mmap,
-    returned to the kernel on free.
-    """
-    if os.environ.get("PCNET_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_mmap_threshold = -3
-    return bool(libc.mallopt(m_mmap_threshold, 256 * 1024))
-
-
 def use_bundled_fastdds_profile(environ: dict = os.environ) -> str | None:
     """Point FastDDS at the bundled large-buffer profile unless the user chose a profile or another RMW.
 
@@ -361,7 +341,6 @@ def use_bundled_fastdds_profile(environ: dict = os.environ) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    limit_heap_growth()
     profile = use_bundled_fastdds_profile()
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:

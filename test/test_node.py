@@ -40,9 +40,9 @@ def two_cams(graph, tmp_path_factory):
            for i in range(2) for kind in ("clean", "rain_residue")}
     for i in range(2):
         proc.wait_subscribed(node, f"cam{i}/image_raw")
-        assert wait_until(lambda: pubs[i].get_subscription_count() > 0, 20)
+        assert wait_until(lambda i=i: pubs[i].get_subscription_count() > 0, 20)
     for c in out.values():
-        assert wait_until(lambda: c.sub.get_publisher_count() > 0, 20)
+        assert wait_until(lambda c=c: c.sub.get_publisher_count() > 0, 20)
     yield proc, node, pubs, out
     rc, _ = proc.stop()
     assert rc == 0, proc.log()

@@ -53,11 +53,3 @@ def test_bundled_fastdds_profile_applies_only_when_nothing_is_chosen():
     other = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
     assert use_bundled_fastdds_profile(other) is None and "FASTDDS_DEFAULT_PROFILES_FILE" not in other
 
-
-def test_heap_growth_limit_can_be_disabled(monkeypatch):
-    from pcnet_ros.node import limit_heap_growth
-
-    monkeypatch.setenv("PCNET_MALLOPT", "0")
-    assert limit_heap_growth() is False
-    monkeypatch.setenv("PCNET_MALLOPT", "1")
-    assert limit_heap_growth() is True          # glibc accepted the fixed mmap threshold

@@ -6,7 +6,6 @@ import time
 import numpy as np
 import pytest
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from pcnet_ros.demo_bag import START_NS, write_image_bag
