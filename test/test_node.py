@@ -97,7 +97,7 @@ def test_malformed_messages_are_counted_and_survived(two_cams, graph, rng):
     diag = Diagnostics(graph.node("malformed_diag"))
     name = "pcnet: /twocams/cam1/image_raw"
     assert wait_until(lambda: diag.latest(name) is not None, 10)
-    before = int(diag.latest(name)["rejected"])
+    before = diag.latest(name)
     good = image_msg(np.zeros((8, 8, 3), np.uint8), "rgb8")
     kinds = [dict(data=b"\x01" * 10), dict(height=0, width=0, data=b""), dict(encoding="yuv422"),
              dict(step=3)]
@@ -107,11 +107,16 @@ def test_malformed_messages_are_counted_and_survived(two_cams, graph, rng):
             setattr(bad, k, v)
         pubs[1].publish(bad)
         if i % 10 == 9:
-            time.sleep(0.01)
-    assert wait_until(lambda: int(diag.latest(name)["rejected"]) >= before + 1000, 20), diag.latest(name)
+            time.sleep(0.02)
+
+    def delta(key):
+        return int(diag.latest(name)[key]) - int(before[key])
+    # DDS may lose a few under CPU load (keep-last history); every one that arrives must be rejected
+    assert wait_until(lambda: delta("received") >= 950 and delta("rejected") == delta("received"), 30), \
+        diag.latest(name)
+    assert delta("published") == 0
     status = diag.latest(name)
-    assert int(status["rejected"]) == before + 1000
-    assert int(status["rejected_short_data"]) >= 250 and int(status["rejected_unsupported_encoding"]) >= 250
+    assert int(status["rejected_short_data"]) >= 230 and int(status["rejected_unsupported_encoding"]) >= 230
     assert status["_level"] == b"\x01"  # WARN while rejecting
     out[(1, "clean")].clear()
     good.header.frame_id = "still_alive"
