@@ -284,8 +284,6 @@ class PCNetNode(Node):
             cam.last_drops, cam.last_rejected, cam.last_errors = drops, snap["rejected"], snap["errors"]
             values = {**snap, "dropped_frames": drops, "input_qos": cam.reliability or "none",
                       "enabled": self.settings.enabled, "device": str(self.engine.device)}
-            for reason, n in cam.stats.rejected.items():
-                values[f"rejected_{reason}"] = n
             arr.status.append(DiagnosticStatus(
                 level=level, name=f"{self.get_name()}: {self.resolve_topic_name(cam.topic)}",
                 hardware_id=str(self.engine.device), message="; ".join(words) or "ok",

@@ -66,6 +66,7 @@ class CameraStats:
                 "received": self.received,
                 "published": self.published,
                 "rejected": sum(self.rejected.values()),
+                **{f"rejected_{reason}": n for reason, n in self.rejected.items()},
                 "errors": self.errors,
                 "lost_in_transport": self.lost_in_transport,
                 "inference_ms_p50": pct(self._infer_ms, 50),
