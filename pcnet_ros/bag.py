@@ -26,10 +26,18 @@ class BagError(RuntimeError):
     """The input bag cannot be read, or the output cannot be written."""
 
 
-def _typestore():
+def typestore():
+    """The rosbags message types of the ROS 2 release the wheels here come from."""
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_KILTED)
+
+
+def serialize_image(store, array: np.ndarray, encoding: str, header) -> bytes:
+    """An array as CDR bytes of a sensor_msgs/Image (rosbags types, no ROS needed)."""
+    fields = image_codec.encode(array, encoding)
+    fields["data"] = np.frombuffer(fields["data"], np.uint8)
+    return store.serialize_cdr(store.types[IMAGE_TYPE](header=header, **fields), IMAGE_TYPE)
 
 
 def _storage_of(path: Path) -> str:
@@ -61,8 +69,7 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
 
     if dst.exists():
         raise BagError(f"output {dst} already exists; remove it or choose another name")
-    store = _typestore()
-    Image = store.types[IMAGE_TYPE]
+    store = typestore()
     reader = open_reader(src)
     tmp = dst.with_name(dst.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -104,10 +111,7 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                     outputs = {"derained": res.clean,
                                "rain_residue": residue_to_image(res.residue, arr.dtype, residue_mode)}
                     for kind, out_conn in derived[conn.id].items():
-                        fields = image_codec.encode(outputs[kind], msg.encoding)
-                        fields["data"] = np.frombuffer(fields["data"], np.uint8)
-                        writer.write(out_conn, stamp, store.serialize_cdr(Image(header=msg.header, **fields),
-                                                                          IMAGE_TYPE))
+                        writer.write(out_conn, stamp, serialize_image(store, outputs[kind], msg.encoding, msg.header))
                     counts["derained"] += 1
             except BagError:
                 raise

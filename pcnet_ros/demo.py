@@ -73,9 +73,10 @@ def _stamp(msg) -> int:
 def write_output_bag(recorder: Recorder, out: Path) -> int:
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
 
-    store = get_typestore(Stores.ROS2_KILTED)
+    from .bag import typestore
+
+    store = typestore()
     n = 0
     with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         for topic, items in recorder.msgs.items():

@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import image_codec
 from .pairs import IMAGE_EXTS, read_rgb
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -25,11 +24,11 @@ def write_image_bag(frames: list[np.ndarray], out: Path, topic: str = "/camera/i
                     storage: str = "mcap", frame_id: str = "camera", note: bool = True) -> Path:
     """Write RGB uint8 frames as an Image topic at ``fps``; header stamps equal the bag timestamps."""
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
 
-    store = get_typestore(Stores.ROS2_KILTED)
-    Image, Header, Time = (store.types[t] for t in (IMAGE_TYPE, "std_msgs/msg/Header",
-                                                    "builtin_interfaces/msg/Time"))
+    from .bag import serialize_image, typestore
+
+    store = typestore()
+    Header, Time = (store.types[t] for t in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
     String = store.types["std_msgs/msg/String"]
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(out, version=9, storage_plugin=plugin) as writer:
@@ -37,10 +36,8 @@ def write_image_bag(frames: list[np.ndarray], out: Path, topic: str = "/camera/i
         note_conn = writer.add_connection("/demo/note", "std_msgs/msg/String", typestore=store) if note else None
         for i, rgb in enumerate(frames):
             t = START_NS + int(i * 1e9 / fps)
-            fields = image_codec.encode(rgb, "rgb8")
-            fields["data"] = np.frombuffer(fields["data"], np.uint8)
             header = Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id=frame_id)
-            writer.write(conn, t, store.serialize_cdr(Image(header=header, **fields), IMAGE_TYPE))
+            writer.write(conn, t, serialize_image(store, rgb, "rgb8", header))
             if note_conn is not None and i % 10 == 0:
                 writer.write(note_conn, t, store.serialize_cdr(String(data=f"frame {i}"), "std_msgs/msg/String"))
     return out

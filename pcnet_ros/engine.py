@@ -173,7 +173,6 @@ class DerainEngine:
         residue = image.astype(np.int32) - clean.astype(np.int32)
         return DerainResult(clean=clean, residue=residue, infer_s=infer_s)
 
-
     def derain_downscaled(self, image: np.ndarray, max_side: int, bgr: bool = False) -> DerainResult:
         """Derain a frame larger than ``max_side`` at reduced size, keeping full-resolution detail.
 

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .engine import DerainEngine
 from .metrics import y_psnr_ssim
-from .pairs import list_pairs, load_pairs, split_pairs
+from .pairs import list_pairs, load_named_pairs, split_pairs
 
 
 @dataclass
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.split != "all":
             train, val = split_pairs(paths, args.every)
             paths = val if args.split == "val" else train
-        triples = [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, args.max_side))]
+        triples = load_named_pairs(paths, args.max_side)
         scores = score_pairs(engine, triples, progress=True)
         s = summarise(scores)
         label = f"{Path(folder).name}[{args.split}]"

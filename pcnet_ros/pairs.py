@@ -107,3 +107,8 @@ def load_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[tuple[
             c = cv2.resize(c, size, interpolation=cv2.INTER_AREA)
         out.append((r, c))
     return out
+
+
+def load_named_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(file name, rainy, clean) triples, the form evaluation and validation score."""
+    return [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, max_side))]

@@ -24,7 +24,7 @@ from .engine import DerainEngine
 from .evaluate import score_pairs, summarise
 from .losses import PCNetLoss
 from .model import PCNet
-from .pairs import PatchSampler, list_pairs, load_pairs, split_pairs
+from .pairs import PatchSampler, list_pairs, load_named_pairs, load_pairs, split_pairs
 from .weights import load_weights, resolve_weights, save_weights
 
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         val_paths = val_paths[:args.max_val]
     sampler = PatchSampler(load_pairs(train_paths, args.max_side), args.patch, args.synth_prob, args.synth_level,
                            args.seed)
-    val = [(rp.name, r, c) for (rp, _), (r, c) in zip(val_paths, load_pairs(val_paths, args.max_side))]
+    val = load_named_pairs(val_paths, args.max_side)
 
     model = PCNet(**MODEL_SIZES[args.model_size])
     engine = DerainEngine(model, device=args.device, channels_last=False)

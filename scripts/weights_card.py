@@ -9,7 +9,7 @@ import torch
 
 from pcnet_ros.engine import DerainEngine
 from pcnet_ros.evaluate import score_pairs, summarise
-from pcnet_ros.pairs import list_pairs, load_pairs, split_pairs
+from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs
 from pcnet_ros.weights import BUNDLED, build_model, read_checkpoint, resolve_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ def scores(engine, folder, split):
     paths = list_pairs(DATA / folder)
     if split != "all":
         paths = split_pairs(paths, 10)[1]
-    triples = [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, max_side=1024))]
+    triples = load_named_pairs(paths, max_side=1024)
     return len(triples), summarise(score_pairs(engine, triples, progress=True))
 
 

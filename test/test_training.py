@@ -109,13 +109,13 @@ def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
 def test_shipped_weights_beat_the_rainy_input(variant, folder):
     """Regression guard: the committed weights must clearly improve held-out pairs they were not trained on."""
     from pcnet_ros.engine import DerainEngine
-    from pcnet_ros.pairs import load_pairs
+    from pcnet_ros.pairs import load_named_pairs
     from pcnet_ros.weights import build_model
 
     paths = split_pairs(list_pairs(shared_or_skip(folder)), 10)[1][:4]
     model, meta = build_model(variant)
     engine = DerainEngine(model, device="cpu")
-    triples = [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, max_side=640))]
+    triples = load_named_pairs(paths, max_side=640)
     s = evaluate.summarise(evaluate.score_pairs(engine, triples))
     assert s["psnr_out"] > s["psnr_in"] + 1.0, s
     assert s["ssim_out"] > s["ssim_in"], s
