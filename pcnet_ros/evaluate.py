@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .engine import DerainEngine
 from .metrics import y_psnr_ssim
-from .pairs import list_pairs, load_named_pairs, split_pairs
+from .pairs import list_clean, list_pairs, load_named_pairs, split_pairs, synthesize_pairs
 
 
 @dataclass
@@ -47,13 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     from .weights import WeightsError, build_model
 
     ap = argparse.ArgumentParser(prog="pcnet-eval", description=__doc__)
-    ap.add_argument("data", nargs="+", help="paired folders holding rain/ and clean/")
+    ap.add_argument("data", nargs="+", help="paired folders holding rain/ and clean/ "
+                                            "(with --synth: clean/ or plain image folders)")
     ap.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
     ap.add_argument("--split", choices=["all", "val", "train"], default="all",
                     help="score only the held-out (every Nth) pairs, or the rest")
     ap.add_argument("--every", type=int, default=10, help="hold-out period used with --split")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-side", type=int, default=0, help="downsize larger images first (0: never)")
+    ap.add_argument("--synth", choices=["light", "heavy"],
+                    help="score rain of this level synthesized onto the clean images instead of the folder's rain/")
+    ap.add_argument("--seed", type=int, default=0, help="rain seed for --synth")
     ap.add_argument("--csv", type=Path, help="write per-image scores here")
     args = ap.parse_args(argv)
     try:
@@ -65,14 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"{'set':<28}{'n':>4}  {'input PSNR/SSIM':>17}  {'PCNet PSNR/SSIM':>17}")
     for folder in args.data:
-        paths = list_pairs(folder)
+        try:
+            paths = list_clean(folder) if args.synth else list_pairs(folder)
+        except FileNotFoundError as exc:
+            print(f"pcnet-eval: {exc}", file=sys.stderr)
+            return 2
         if args.split != "all":
             train, val = split_pairs(paths, args.every)
             paths = val if args.split == "val" else train
         triples = load_named_pairs(paths, args.max_side)
+        if args.synth:
+            triples = synthesize_pairs(triples, args.synth, args.seed)
         scores = score_pairs(engine, triples, progress=True)
         s = summarise(scores)
-        label = f"{Path(folder).name}[{args.split}]"
+        label = f"{Path(folder).name}[{args.split}]" + (f"+synth-{args.synth}" if args.synth else "")
         print(f"{label:<28}{len(scores):>4}  {s['psnr_in']:>8.2f}/{s['ssim_in']:.4f}  "
               f"{s['psnr_out']:>8.2f}/{s['ssim_out']:.4f}")
         rows += [(label, sc) for sc in scores]

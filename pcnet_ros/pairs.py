@@ -42,6 +42,17 @@ def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def list_clean(root: str | Path) -> list[tuple[Path, Path]]:
+    """(clean, clean) paths from ``root/clean`` or, without it, ``root``: input for synthesized rain."""
+    root = Path(root)
+    folder = root / "clean" if (root / "clean").is_dir() else root
+    found = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural) \
+        if folder.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no images under {folder}")
+    return [(p, p) for p in found]
+
+
 def _natural(p: Path):
     import re
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
@@ -112,3 +123,18 @@ def load_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[tuple[
 def load_named_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(file name, rainy, clean) triples, the form evaluation and validation score."""
     return [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, max_side))]
+
+
+def synthesize_pairs(triples: list[tuple[str, np.ndarray, np.ndarray]], level: str,
+                     seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Replace each rainy image by rain synthesized on its clean image.
+
+    Gives a heavy-rain validation set where real heavy pairs are few, and a
+    test set from a user's own clean frames.  Image ``i`` always gets the
+    same rain for the same ``seed``, so scores compare across runs.
+    """
+    out = []
+    for i, (name, _, clean) in enumerate(triples):
+        rng = np.random.default_rng([seed, i])
+        out.append((f"synth-{level}/{name}", rain.add_rain(clean, rain.random_params(rng, level), rng), clean))
+    return out

@@ -24,7 +24,7 @@ from .engine import DerainEngine
 from .evaluate import score_pairs, summarise
 from .losses import PCNetLoss
 from .model import PCNet
-from .pairs import PatchSampler, list_pairs, load_named_pairs, load_pairs, split_pairs
+from .pairs import PatchSampler, list_pairs, load_named_pairs, load_pairs, split_pairs, synthesize_pairs
 from .weights import load_weights, resolve_weights, save_weights
 
 
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-side", type=int, default=1024, help="downsize bigger training images to this")
     ap.add_argument("--synth-prob", type=float, default=0.0, help="chance a patch gets synthesized rain instead")
     ap.add_argument("--synth-level", default="light", choices=["light", "heavy"])
+    ap.add_argument("--val-synth", choices=["light", "heavy"],
+                    help="also validate on rain of this level synthesized onto the held-out clean images")
     ap.add_argument("--init", help="start from these weights (fine-tuning); ignored when resuming")
     ap.add_argument("--continue-schedule", action="store_true",
                     help="with --init: take step, best score and time from the weights' metadata")
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     sampler = PatchSampler(load_pairs(train_paths, args.max_side), args.patch, args.synth_prob, args.synth_level,
                            args.seed)
     val = load_named_pairs(val_paths, args.max_side)
+    if args.val_synth:
+        val += synthesize_pairs(val, args.val_synth, seed=args.seed)
 
     model = PCNet(**MODEL_SIZES[args.model_size])
     engine = DerainEngine(model, device=args.device, channels_last=False)
@@ -113,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             # a new machine without last.pth: carry on from shipped weights instead of from scratch
             state.update(step=int(meta["step"]), best_psnr=float(meta.get("val_psnr_y", -1.0)),
                          elapsed_s=3600.0 * float(meta.get("train_hours", 0.0)))
+            if "fine_tuned_from" in meta:
+                state["fine_tuned_from"] = meta["fine_tuned_from"]
             print(f"continuing {args.init} at step {state['step']} (optimizer state starts fresh)")
         else:
+            state["fine_tuned_from"] = {"weights": Path(str(args.init)).name, "step": meta.get("step"),
+                                        "train_hours": meta.get("train_hours")}
             print(f"fine-tuning from {args.init}")
 
     def checkpoint() -> None:
@@ -161,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                             "val_input_psnr_y": round(s["psnr_in"], 3), "val_images": len(val),
                             "train_images": len(train_paths), "data": [str(d) for d in args.data],
                             "synth_prob": args.synth_prob, "synth_level": args.synth_level,
+                            "val_synth": args.val_synth, "fine_tuned_from": state.get("fine_tuned_from"),
                             "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device)}
                     save_weights(model, args.out / "best.pth", meta)
                     if args.export:

@@ -9,19 +9,22 @@ import torch
 
 from pcnet_ros.engine import DerainEngine
 from pcnet_ros.evaluate import score_pairs, summarise
-from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs
+from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
 from pcnet_ros.weights import BUNDLED, build_model, read_checkpoint, resolve_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
-SETS = [("rain100l-train", "val"), ("pcnet-train", "val"), ("pcnet-train", "all")]
+SETS = [("rain100l-train", "val", None), ("rain100l-train", "val", "heavy"), ("pcnet-train", "val", None),
+        ("pcnet-train", "all", None)]
 
 
-def scores(engine, folder, split):
+def scores(engine, folder, split, synth):
     paths = list_pairs(DATA / folder)
     if split != "all":
         paths = split_pairs(paths, 10)[1]
     triples = load_named_pairs(paths, max_side=1024)
+    if synth:
+        triples = synthesize_pairs(triples, synth, seed=0)
     return len(triples), summarise(score_pairs(engine, triples, progress=True))
 
 
@@ -39,7 +42,8 @@ def main() -> None:
              "Made by this project's `pcnet-train` on `../shared/data` (not the authors' checkpoints). "
              "Weights only, in the authors' `{\"state_dict\": ...}` layout (`model.` keys), fp32, 2.5 MB each.",
              "Scores: PSNR (dB) / SSIM on the Y channel (BT.601), images over 1024 px downsized first. "
-             "`val` = every 10th pair in natural name order, never trained on. "
+             "`val` = every 10th pair in natural name order, never trained on; synthesized rain is "
+             "`pcnet_ros.pairs.synthesize_pairs(..., seed=0)`, the same as `pcnet-eval --synth heavy`. "
              "Regenerate this file with `scripts/weights_card.py`.", ""]
     for variant, fname in BUNDLED.items():
         path = resolve_weights(variant)
@@ -52,14 +56,17 @@ def main() -> None:
                   f"- steps: {meta.get('step')} (batch 8, 96x96 patches), training time {meta.get('train_hours')} h "
                   f"on {meta.get('device')}, best validation during training {meta.get('val_psnr_y')} dB", "",
                   "| set | pairs | rainy input | PCNet |", "|---|---|---|---|"]
-        for folder, split in SETS:
-            n, s = scores(engine, folder, split)
+        for folder, split, synth in SETS:
+            n, s = scores(engine, folder, split, synth)
             seen = split == "all" and any(Path(d).name == folder for d in meta.get("data", []))
-            lines.append(f"| {folder} [{split}]{' (train pairs included)' if seen else ''} | {n} | {s['psnr_in']:.2f} / {s['ssim_in']:.4f} | "
+            label = f"{folder} [{split}]" + (f", its clean images with synthesized {synth} rain" if synth else "")
+            lines.append(f"| {label}{' (train pairs included)' if seen else ''} | {n} | {s['psnr_in']:.2f} / {s['ssim_in']:.4f} | "
                          f"**{s['psnr_out']:.2f}** / {s['ssim_out']:.4f} |")
-        if variant == "heavy":
-            lines += ["", "Fine-tuned from `pcnet_light.pth` at its step 1500 (0.97 h); steps and hours above "
-                      "count the fine-tuning only."]
+        base = meta.get("fine_tuned_from") or ({"weights": "pcnet_light.pth", "step": 1500, "train_hours": 0.97}
+                                               if variant == "heavy" else None)   # recorded before the meta key
+        if base:
+            lines += ["", f"Fine-tuned from `{base['weights']}` at its step {base['step']} ({base['train_hours']} h); "
+                      "steps and hours above count the fine-tuning only."]
         pts = curve(ROOT / "runs" / variant)
         if pts:
             lines += ["", "Validation Y-PSNR during training (step: dB): " +

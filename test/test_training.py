@@ -9,7 +9,7 @@ from conftest import shared_or_skip
 from pcnet_ros import evaluate, rain, train
 from pcnet_ros.losses import SSIM, EdgeLoss, PCNetLoss, charbonnier
 from pcnet_ros.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
-from pcnet_ros.pairs import list_pairs, split_pairs, write_rgb
+from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs, write_rgb
 
 
 def _scene(rng, h=64, w=64):
@@ -33,12 +33,14 @@ def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
     out = tmp_path / "run"
     common = ["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
               "--model-size", "tiny", "--log-every", "1", "--eval-every", "1000", "--ckpt-every", "10", "--quiet",
-              "--val-every", "3", "--device", "cpu"]
+              "--val-every", "3", "--device", "cpu", "--val-synth", "heavy"]
     assert train.main(common + ["--steps", "60"]) == 0
     losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(losses) >= 60
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.02
     assert (out / "best.pth").is_file()                                  # validation ran at the last step
+    meta = torch.load(out / "best.pth", weights_only=True)["meta"]
+    assert meta["val_images"] == 4 and meta["val_synth"] == "heavy"     # 2 held-out pairs + their synth copies
     assert train.main(common + ["--steps", "70"]) == 0                   # resume, not restart
     ck = torch.load(out / "last.pth", weights_only=False)
     assert ck["state"]["step"] == 70
@@ -97,6 +99,32 @@ def test_rain_synthesis(rng):
         rain.random_params(rng, "drizzle")
 
 
+def test_synthesized_validation_pairs_are_reproducible(pair_dir):
+    triples = load_named_pairs(list_pairs(pair_dir))
+    heavy = synthesize_pairs(triples, "heavy", seed=3)
+    again = synthesize_pairs(triples, "heavy", seed=3)
+    other = synthesize_pairs(triples, "heavy", seed=4)
+    light = synthesize_pairs(triples, "light", seed=3)
+    assert [n for n, _, _ in heavy] == [f"synth-heavy/{i}.png" for i in range(6)]
+    for (_, r, c), (_, r2, _), (_, r3, _), (_, _, c0) in zip(heavy, again, other, triples):
+        np.testing.assert_array_equal(r, r2)
+        np.testing.assert_array_equal(c, c0)                          # the clean side is untouched
+        assert not np.array_equal(r, r3)
+    mean_psnr = lambda ts: np.mean([y_psnr_ssim(r, c)[0] for _, r, c in ts])  # noqa: E731
+    assert mean_psnr(heavy) < mean_psnr(light) - 3                    # heavy rain hides more of the scene
+
+
+def test_eval_synthesizes_rain_on_a_folder_of_clean_frames(pair_dir, tmp_path, capsys):
+    frames = pair_dir / "clean"                                       # plain image folder, no rain/ beside it
+    assert evaluate.main([str(frames), "--synth", "heavy", "--device", "cpu", "--csv", str(tmp_path / "s.csv")]) == 0
+    assert "clean[all]+synth-heavy" in capsys.readouterr().out
+    rows = (tmp_path / "s.csv").read_text().splitlines()[1:]
+    assert len(rows) == 6 and all(",synth-heavy/" in r for r in rows)
+    assert all(float(r.split(",")[2]) < 60 for r in rows)             # the input really carries rain
+    assert evaluate.main([str(tmp_path / "nowhere"), "--device", "cpu"]) == 2
+    assert "must hold 'rain/' and 'clean/'" in capsys.readouterr().err
+
+
 def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
     assert evaluate.main([str(pair_dir), "--device", "cpu", "--csv", str(tmp_path / "s.csv")]) == 0
     out = capsys.readouterr().out
@@ -136,3 +164,22 @@ def test_continue_from_shipped_style_weights(pair_dir, tmp_path):
     state = torch.load(out / "last.pth", weights_only=False)["state"]
     assert state["step"] == 55 and state["best_psnr"] == 99.0       # a worse validation never overwrites
     assert torch.load(init, weights_only=True)["meta"]["step"] == 50
+
+
+def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):
+    """The heavy weights are fine-tuned from light ones; their card must say from which step."""
+    from pcnet_ros.model import PCNet
+    from pcnet_ros.weights import save_weights
+
+    init = tmp_path / "light.pth"
+    save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 50, "val_psnr_y": 20.0, "train_hours": 0.5})
+    export = tmp_path / "heavy.pth"
+    args = ["--data", str(pair_dir), "--out", str(tmp_path / "run"), "--batch", "2", "--patch", "32",
+            "--model-size", "tiny", "--steps", "4", "--eval-every", "2", "--init", str(init), "--quiet",
+            "--device", "cpu", "--val-every", "3", "--export", str(export)]
+    assert train.main(args) == 0
+    meta = torch.load(export, weights_only=True)["meta"]
+    assert meta["fine_tuned_from"] == {"weights": "light.pth", "step": 50, "train_hours": 0.5}
+    assert meta["step"] in (2, 4)                                  # counts the fine-tuning only
+    assert train.main(args[:-2] + ["--steps", "6", "--export", str(export)]) == 0   # resumed: still recorded
+    assert torch.load(tmp_path / "run" / "last.pth", weights_only=False)["state"]["fine_tuned_from"]["step"] == 50
