@@ -28,8 +28,8 @@ bench: $(STAMP)
 
 # Resumes from runs/*/last.pth; on a machine without it, continues from the shipped weights.
 train-light: $(STAMP)
-	$(PY) -m pcnet_ros.train --data ../shared/data/rain100l-train --out runs/light --steps 20000 \
-	  --batch 8 --patch 96 --lr 5e-4 --threads 1 --export weights/pcnet_light.pth \
+	$(PY) -m pcnet_ros.train --data ../shared/data/rain100l-train --out runs/light --steps 9000 \
+	  --batch 8 --patch 96 --lr 5e-4 --threads 2 --export weights/pcnet_light.pth \
 	  --init weights/pcnet_light.pth --continue-schedule
 
 train-heavy: $(STAMP)
