@@ -5,11 +5,13 @@
 import json
 from pathlib import Path
 
+import cv2
 import torch
 
 from pcnet_ros.engine import DerainEngine
 from pcnet_ros.evaluate import score_pairs, summarise
 from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
+from pcnet_ros.visual import contact_sheet, side_by_side
 from pcnet_ros.weights import BUNDLED, build_model, read_checkpoint, resolve_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,22 @@ def curve(run: Path) -> list[tuple[int, float]]:
         return []
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     return [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r]
+
+
+def compare_picture(engines: dict[str, DerainEngine]) -> str:
+    """docs/weights_compare.jpg: held-out images, real and synthesized, through each shipped file."""
+    picks = [load_named_pairs(split_pairs(list_pairs(DATA / "rain100l-train"), 10)[1][:1])[0],
+             load_named_pairs(split_pairs(list_pairs(DATA / "pcnet-train"), 10)[1][:1], max_side=640)[0]]
+    picks.append(synthesize_pairs(picks[:1], "heavy", seed=0)[0])
+    rows = []
+    for name, rainy, clean in picks:
+        outs = [engines[v].derain(rainy).clean for v in engines]
+        tiles = [cv2.cvtColor(a, cv2.COLOR_RGB2BGR) for a in [rainy, *outs, clean]]
+        rows.append(side_by_side(tiles, [f"rainy: {name}", *[f"{v} weights" for v in engines], "ground truth"]))
+    rows = [cv2.resize(r, (1200, round(r.shape[0] * 1200 / r.shape[1])), interpolation=cv2.INTER_AREA) for r in rows]
+    out = ROOT / "docs" / "weights_compare.jpg"
+    cv2.imwrite(str(out), contact_sheet(rows), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return "../docs/weights_compare.jpg"
 
 
 def main() -> None:
@@ -72,6 +90,10 @@ def main() -> None:
             lines += ["", "Validation Y-PSNR during training (step: dB): " +
                       ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
         lines.append("")
+    engines = {v: DerainEngine(build_model(v)[0], device="cpu") for v in BUNDLED}
+    lines += ["## Side by side", "", "Held-out images: real light rain (rain100l-train), real heavy rain "
+              "(pcnet-train), and heavy rain synthesized onto the first one.", "",
+              f"![rainy | light | heavy | ground truth]({compare_picture(engines)})", ""]
     (ROOT / "weights" / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
