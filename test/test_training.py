@@ -125,6 +125,22 @@ def test_eval_synthesizes_rain_on_a_folder_of_clean_frames(pair_dir, tmp_path, c
     assert "must hold 'rain/' and 'clean/'" in capsys.readouterr().err
 
 
+def test_eval_cli_scores_known_psnr_on_synthetic_pairs(tmp_path, rng, capsys):
+    """Rainy = clean + 5 in every channel: Y differs by 5*219/255, so the input PSNR is known exactly."""
+    for i in range(3):
+        clean = rng.integers(20, 200, size=(48, 64, 3)).astype(np.uint8)
+        write_rgb(tmp_path / "set" / "clean" / f"{i}.png", clean)
+        write_rgb(tmp_path / "set" / "rain" / f"{i}.png", clean + 5)
+    assert evaluate.main([str(tmp_path / "set"), "--device", "cpu", "--csv", str(tmp_path / "s.csv")]) == 0
+    rows = [r.split(",") for r in (tmp_path / "s.csv").read_text().splitlines()[1:]]
+    expected = 20 * np.log10(255 / (5 * 219 / 255))
+    assert len(rows) == 3
+    for r in rows:
+        assert float(r[2]) == pytest.approx(expected, abs=1e-3) and 0.99 < float(r[3]) <= 1.0
+        assert float(r[4]) > 0                                       # the model's own score sits beside it
+    assert f"{expected:.2f}" in capsys.readouterr().out
+
+
 def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
     assert evaluate.main([str(pair_dir), "--device", "cpu", "--csv", str(tmp_path / "s.csv")]) == 0
     out = capsys.readouterr().out
