@@ -27,6 +27,10 @@ bench: $(STAMP)
 	$(PY) -m pcnet_ros.bench
 
 # Resumes from runs/*/last.pth; on a machine without it, continues from the shipped weights.
+# The cosine schedules end at --steps; raise it to train on (the learning rate then climbs back
+# onto the longer curve).  The heavy weights are a fine-tune of the light ones; redo it with
+#   make train-heavy HEAVY_FROM="--init weights/pcnet_light.pth"     (with runs/heavy moved away)
+HEAVY_FROM ?= --init weights/pcnet_heavy.pth --continue-schedule
 train-light: $(STAMP)
 	$(PY) -m pcnet_ros.train --data ../shared/data/rain100l-train --out runs/light --steps 9000 \
 	  --batch 8 --patch 96 --lr 5e-4 --threads 2 --export weights/pcnet_light.pth \
@@ -34,8 +38,8 @@ train-light: $(STAMP)
 
 train-heavy: $(STAMP)
 	$(PY) -m pcnet_ros.train --data ../shared/data/pcnet-train --data ../shared/data/rain100l-train \
-	  --out runs/heavy --steps 20000 --batch 8 --patch 96 --lr 2e-4 --eval-every 400 --threads 1 --synth-prob 0.3 \
-	  --synth-level heavy --export weights/pcnet_heavy.pth --init weights/pcnet_heavy.pth --continue-schedule
+	  --out runs/heavy --steps 800 --batch 8 --patch 96 --lr 2e-4 --eval-every 200 --threads 2 --synth-prob 0.3 \
+	  --synth-level heavy --val-synth heavy --export weights/pcnet_heavy.pth $(HEAVY_FROM)
 
 clean:
 	rm -rf $(VENV) out build install log *.egg-info
