@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         for topic, clip in CAMERAS.items():
             t = threading.Thread(target=play, kwargs=dict(
                 bag_path=args.out / f"bag_{clip}", rate=args.rate, topics=[topic], qos="sensor_data",
-                wait_for_subscribers=120, node=node,
+                wait_for_subscribers=120, delay=0.5, node=node,
                 on_publish=lambda topic_, m: sent.__setitem__((topic_, _stamp(m)), time.monotonic())))
             t.start()
             players.append(t)

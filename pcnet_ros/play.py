@@ -22,8 +22,18 @@ def _msg_class(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
 
 
+def _wait_for_acks(pubs: list, qos: str, timeout_s: float = 5.0) -> None:
+    """Before the process exits, let reliable subscribers acknowledge the last messages (nothing lost)."""
+    from rclpy.duration import Duration
+
+    for p in pubs:
+        if qos == "reliable" or p.topic_name == "/clock":
+            p.wait_for_all_acked(Duration(seconds=timeout_s))
+
+
 def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = False, topics: list[str] | None = None,
-         qos: str = "reliable", wait_for_subscribers: float = 0.0, node=None, on_publish=None) -> int:
+         qos: str = "reliable", wait_for_subscribers: float = 0.0, node=None, on_publish=None,
+         delay: float = 0.0) -> int:
     """Publish the bag; returns the number of messages published. Uses ``node`` or makes its own."""
     import rclpy
     from rclpy.serialization import deserialize_message
@@ -55,9 +65,13 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
             from rosgraph_msgs.msg import Clock
 
             clock_pub = node.create_publisher(Clock, "/clock", 10)
+        waited = list(pubs.values()) + ([clock_pub] if clock_pub is not None else [])
         deadline = time.monotonic() + wait_for_subscribers
-        while time.monotonic() < deadline and not all(p.get_subscription_count() for p in pubs.values()):
+        while time.monotonic() < deadline and not all(p.get_subscription_count() for p in waited):
             time.sleep(0.05)
+        # Our side seeing a subscriber does not mean it has matched us yet: a best-effort reader
+        # drops samples from a writer it has not discovered, so give discovery time to finish.
+        time.sleep(max(0.0, delay))
         sent = 0
         while True:
             t_wall0, t_bag0 = time.monotonic(), None
@@ -80,6 +94,7 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
                 if on_publish is not None:
                     on_publish(conn.topic, msg)
             if not loop or not rclpy.ok(context=node.context):
+                _wait_for_acks(waited, qos)
                 return sent
     finally:
         reader.close()
@@ -98,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topics", nargs="*")
     ap.add_argument("--qos", choices=["reliable", "best_effort", "sensor_data"], default="reliable")
     ap.add_argument("--wait", type=float, default=2.0, help="seconds to wait for subscribers before playing")
+    ap.add_argument("--delay", type=float, default=0.5,
+                    help="then wait this long before the first message, so best-effort subscribers have "
+                         "matched the publishers too (as `ros2 bag play --delay`)")
     args = ap.parse_args(argv)
     try:
-        n = play(args.bag, args.rate, args.loop, args.clock, args.topics, args.qos, args.wait)
+        n = play(args.bag, args.rate, args.loop, args.clock, args.topics, args.qos, args.wait, delay=args.delay)
     except (BagError, ValueError) as exc:
         print(f"pcnet-play: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ def test_play_publishes_recorded_messages_at_rate(graph, tmp_path, rng, qos):
     proc = subprocess.run([sys.executable, "-m", "pcnet_ros.play", str(src), "--rate", "2", "--clock",
                            "--qos", qos, "--wait", "15"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert images.wait_for(10, 5) and clock.wait_for(10, 5)
+    assert images.wait_for(10, 5) and clock.wait_for(10, 5), (len(images.items), len(clock.items), proc.stdout)
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in images.msgs()]
     assert stamps == [START_NS + i * 10**8 for i in range(10)]                      # recorded headers
     assert np.array_equal(np.frombuffer(bytes(images.msgs()[3].data), np.uint8).reshape(48, 64, 3), frames[3])
