@@ -22,12 +22,13 @@ def _msg_class(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
 
 
-def _wait_for_acks(pubs: list, qos: str, timeout_s: float = 5.0) -> None:
+def _wait_for_acks(pubs: list, timeout_s: float = 5.0) -> None:
     """Before the process exits, let reliable subscribers acknowledge the last messages (nothing lost)."""
     from rclpy.duration import Duration
+    from rclpy.qos import ReliabilityPolicy
 
     for p in pubs:
-        if qos == "reliable" or p.topic_name == "/clock":
+        if p.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
             p.wait_for_all_acked(Duration(seconds=timeout_s))
 
 
@@ -94,7 +95,7 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
                 if on_publish is not None:
                     on_publish(conn.topic, msg)
             if not loop or not rclpy.ok(context=node.context):
-                _wait_for_acks(waited, qos)
+                _wait_for_acks(waited)
                 return sent
     finally:
         reader.close()
