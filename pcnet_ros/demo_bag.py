@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .pairs import IMAGE_EXTS, read_rgb
+from .pairs import list_images, read_rgb
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 START_NS = 1_700_000_000 * 10**9
@@ -44,11 +44,9 @@ def write_image_bag(frames: list[np.ndarray], out: Path, topic: str = "/camera/i
 
 
 def load_frames(folder: Path, max_side: int = 0, limit: int = 0) -> list[np.ndarray]:
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    paths = list_images(folder)
     if limit:
         paths = paths[:limit]
-    if not paths:
-        raise FileNotFoundError(f"no images in {folder}")
     frames = []
     for p in paths:
         rgb = read_rgb(p)

@@ -42,15 +42,20 @@ def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def list_clean(root: str | Path) -> list[tuple[Path, Path]]:
-    """(clean, clean) paths from ``root/clean`` or, without it, ``root``: input for synthesized rain."""
-    root = Path(root)
-    folder = root / "clean" if (root / "clean").is_dir() else root
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, in natural name order (frame2 before frame10)."""
+    folder = Path(folder)
     found = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural) \
         if folder.is_dir() else []
     if not found:
         raise FileNotFoundError(f"no images under {folder}")
-    return [(p, p) for p in found]
+    return found
+
+
+def list_clean(root: str | Path) -> list[tuple[Path, Path]]:
+    """(clean, clean) paths from ``root/clean`` or, without it, ``root``: input for synthesized rain."""
+    root = Path(root)
+    return [(p, p) for p in list_images(root / "clean" if (root / "clean").is_dir() else root)]
 
 
 def _natural(p: Path):
