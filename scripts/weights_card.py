@@ -12,7 +12,7 @@ from pcnet_ros.engine import DerainEngine
 from pcnet_ros.evaluate import score_pairs, summarise
 from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
 from pcnet_ros.visual import contact_sheet, side_by_side
-from pcnet_ros.weights import BUNDLED, build_model, read_checkpoint, resolve_weights
+from pcnet_ros.weights import BUNDLED, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -63,11 +63,10 @@ def main() -> None:
              "`val` = every 10th pair in natural name order, never trained on; synthesized rain is "
              "`pcnet_ros.pairs.synthesize_pairs(..., seed=0)`, the same as `pcnet-eval --synth heavy`. "
              "Regenerate this file with `scripts/weights_card.py`.", ""]
+    built = {v: build_model(v) for v in BUNDLED}                     # (model, meta) per shipped file
+    engines = {v: DerainEngine(model, device="cpu") for v, (model, _) in built.items()}
     for variant, fname in BUNDLED.items():
-        path = resolve_weights(variant)
-        meta = read_checkpoint(path).get("meta", {})
-        model, _ = build_model(variant)
-        engine = DerainEngine(model, device="cpu")
+        meta, engine = built[variant][1], engines[variant]
         lines += [f"## `{fname}` ({variant})", "",
                   f"- data: {', '.join(Path(d).name for d in meta.get('data', []))}; synthesized rain: "
                   f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')})",
@@ -80,8 +79,7 @@ def main() -> None:
             label = f"{folder} [{split}]" + (f", its clean images with synthesized {synth} rain" if synth else "")
             lines.append(f"| {label}{' (train pairs included)' if seen else ''} | {n} | {s['psnr_in']:.2f} / {s['ssim_in']:.4f} | "
                          f"**{s['psnr_out']:.2f}** / {s['ssim_out']:.4f} |")
-        base = meta.get("fine_tuned_from") or ({"weights": "pcnet_light.pth", "step": 1500, "train_hours": 0.97}
-                                               if variant == "heavy" else None)   # recorded before the meta key
+        base = meta.get("fine_tuned_from")
         if base:
             lines += ["", f"Fine-tuned from `{base['weights']}` at its step {base['step']} ({base['train_hours']} h); "
                       "steps and hours above count the fine-tuning only."]
@@ -90,7 +88,6 @@ def main() -> None:
             lines += ["", "Validation Y-PSNR during training (step: dB): " +
                       ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
         lines.append("")
-    engines = {v: DerainEngine(build_model(v)[0], device="cpu") for v in BUNDLED}
     lines += ["## Side by side", "", "Held-out images: real light rain (rain100l-train), real heavy rain "
               "(pcnet-train), and heavy rain synthesized onto the first one.", "",
               f"![rainy | light | heavy | ground truth]({compare_picture(engines)})", ""]
