@@ -72,18 +72,31 @@ def split_pairs(pairs: list, every: int) -> tuple[list, list]:
     return train, val
 
 
+#: ``flips``: horizontal and vertical flips (4 views); ``dihedral``: also 90-degree rotations (all 8).
+AUGMENTATIONS = ("flips", "dihedral")
+
+
+def dihedral(a: np.ndarray, k: int) -> np.ndarray:
+    """View ``k`` (0..7) of the square's symmetry group: k % 4 quarter turns, mirrored when k >= 4."""
+    a = np.rot90(a, k % 4)
+    return a[:, ::-1] if k >= 4 else a
+
+
 @dataclass
 class PatchSampler:
-    """Random aligned crops and flips from in-memory pairs, plus optional synthetic rain."""
+    """Random aligned crops and flips/rotations from in-memory pairs, plus optional synthetic rain."""
 
     pairs: list[tuple[np.ndarray, np.ndarray]]   # (rainy, clean) uint8 RGB
     patch: int = 96
     synth_prob: float = 0.0
     synth_level: str = "light"
     seed: int = 0
+    aug: str = "dihedral"
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
+        if self.aug not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation '{self.aug}': use one of {AUGMENTATIONS}")
         small = [r.shape for r, _ in self.pairs if min(r.shape[:2]) < self.patch]
         if small:
             raise ValueError(f"patch {self.patch} larger than image(s) of shape {small[0]}")
@@ -99,10 +112,9 @@ class PatchSampler:
             c = clean[y:y + self.patch, x:x + self.patch]
             if self.synth_prob and self.rng.random() < self.synth_prob:
                 r = rain.add_rain(c, rain.random_params(self.rng, self.synth_level), self.rng)
-            if self.rng.random() < 0.5:
-                r, c = r[:, ::-1], c[:, ::-1]
-            if self.rng.random() < 0.5:
-                r, c = r[::-1], c[::-1]
+            k = int(self.rng.integers(8)) if self.aug == "dihedral" else 2 * int(self.rng.integers(4))
+            # flips only: k in {0, 2, 4, 6} = identity, half turn, h-flip, v-flip
+            r, c = dihedral(r, k), dihedral(c, k)
             rs.append(r)
             cs.append(c)
         to = lambda a: np.ascontiguousarray(np.stack(a).transpose(0, 3, 1, 2), dtype=np.float32) / 255.0  # noqa

@@ -1,10 +1,13 @@
 """pcnet-train: train PCNet on paired folders, on CPU or GPU, resumable across sessions.
 
-Everything needed to continue lives in ``OUT/last.pth`` (weights, optimizer,
+Everything needed to continue lives in ``OUT/last.pth`` (weights, Adam state,
 step, RNG states, history), written atomically every ``--ckpt-every`` steps
 and on Ctrl-C/SIGTERM.  Re-running the same command continues where it
-stopped.  The best validation weights go to ``OUT/best.pth`` (weights only),
-and with ``--export`` to a shippable file with their provenance.
+stopped.  ``--bank FILE`` keeps a copy of it at every validation in a file
+that can be committed, so that a new machine without ``OUT/`` continues the
+same schedule with the same optimizer state.  The best validation weights go
+to ``OUT/best.pth`` (weights only), and with ``--export`` to a shippable file
+with their provenance.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -24,16 +28,22 @@ from .engine import DerainEngine
 from .evaluate import score_pairs, summarise
 from .losses import PCNetLoss
 from .model import PCNet
-from .pairs import PatchSampler, list_pairs, load_named_pairs, load_pairs, split_pairs, synthesize_pairs
+from .pairs import AUGMENTATIONS, PatchSampler, list_pairs, load_named_pairs, load_pairs, split_pairs, synthesize_pairs
 from .weights import load_weights, resolve_weights, save_weights
 
 
 MODEL_SIZES = {"paper": {}, "tiny": {"n_feat": 8, "num_crb": 1, "num_rcab": 1}}
 
 
-def lr_at(step: int, total: int, base: float, floor: float = 0.01) -> float:
-    """Cosine decay from ``base`` to ``base * floor``: stateless, so resuming needs no scheduler state."""
-    t = min(step / max(total, 1), 1.0)
+def lr_at(step: int, total: int, base: float, floor: float = 0.01, warmup: int = 0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``base`` to ``base * floor``.
+
+    Stateless, so resuming needs no scheduler state.  The warm-up lets a fresh
+    Adam settle when a schedule restarts from trained weights.
+    """
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min((step - warmup) / max(total - warmup, 1), 1.0)
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -53,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
+    ap.add_argument("--aug", choices=AUGMENTATIONS, default="dihedral",
+                    help="patch views: 4 flips, or all 8 flips and quarter turns")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="autocast the forward pass; validation and saved weights stay fp32. bf16 pays off only "
+                         "on CPUs with native bf16 (avx512_bf16/AMX) or on GPUs")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the training forward (about 2 min once per patch size; ~13%% faster "
+                         "steps measured on 2 CPU cores)")
+    ap.add_argument("--bank", type=Path,
+                    help="a committable copy of last.pth, refreshed at every validation; resumed from when "
+                         "OUT/last.pth is missing (a new machine)")
     ap.add_argument("--eval-every", type=int, default=500, help="validation PSNR every N steps")
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--log-every", type=int, default=20, help="write the loss to OUT/log.jsonl every N steps")
@@ -90,39 +112,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_val:
         val_paths = val_paths[:args.max_val]
     sampler = PatchSampler(load_pairs(train_paths, args.max_side), args.patch, args.synth_prob, args.synth_level,
-                           args.seed)
+                           args.seed, args.aug)
     val = load_named_pairs(val_paths, args.max_side)
     if args.val_synth:
         val += synthesize_pairs(val, args.val_synth, seed=args.seed)
 
     model = PCNet(**MODEL_SIZES[args.model_size])
-    engine = DerainEngine(model, device=args.device, channels_last=False)
+    engine = DerainEngine(model, device=args.device, channels_last=True)   # moves the model, shares its weights
     device = engine.device
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
     loss_fn = PCNetLoss().to(device)
+    forward = torch.compile(model, dynamic=False) if args.compile else model
 
     last = args.out / "last.pth"
-    state = {"step": 0, "best_psnr": -1.0, "elapsed_s": 0.0, "history": []}
+    state = {"step": 0, "best_psnr": -1.0, "elapsed_s": 0.0, "history": [], "pixel_samples": 0}
+    if not last.exists() and args.bank and args.bank.exists():
+        shutil.copyfile(args.bank, last)
+        print(f"no {last}: continuing from the banked checkpoint {args.bank}")
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sampler.rng.bit_generator.state = ck["sampler_rng"]
         torch.set_rng_state(ck["torch_rng"])
-        state = ck["state"]
+        state = {"pixel_samples": 0, **ck["state"]}
         print(f"resuming {last} at step {state['step']} (best val PSNR {state['best_psnr']:.2f} dB)")
     elif args.init:
         meta = load_weights(model, resolve_weights(args.init))
         if args.continue_schedule and "step" in meta:
             # a new machine without last.pth: carry on from shipped weights instead of from scratch
             state.update(step=int(meta["step"]), best_psnr=float(meta.get("val_psnr_y", -1.0)),
-                         elapsed_s=3600.0 * float(meta.get("train_hours", 0.0)))
+                         elapsed_s=3600.0 * float(meta.get("train_hours", 0.0)),
+                         pixel_samples=int(meta.get("pixel_samples", 0)))
             if "fine_tuned_from" in meta:
                 state["fine_tuned_from"] = meta["fine_tuned_from"]
             print(f"continuing {args.init} at step {state['step']} (optimizer state starts fresh)")
         else:
             state["fine_tuned_from"] = {"weights": Path(str(args.init)).name, "step": meta.get("step"),
-                                        "train_hours": meta.get("train_hours")}
+                                        "train_hours": meta.get("train_hours"), "val_psnr_y": meta.get("val_psnr_y"),
+                                        "pixel_samples": meta.get("pixel_samples")}
             print(f"fine-tuning from {args.init}")
 
     def checkpoint() -> None:
@@ -130,11 +158,28 @@ def main(argv: list[str] | None = None) -> int:
                       "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                       "state": state, "args": {k: str(v) for k, v in vars(args).items()}}, last)
 
+    def bank() -> None:
+        if args.bank:
+            args.bank.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.bank.with_suffix(".tmp")
+            shutil.copyfile(last, tmp)
+            os.replace(tmp, args.bank)
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    to_batch = lambda a: torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)  # noqa: E731
+    ema = {"data": 0.0, "compute": 0.0}
+
     def validate() -> float:
         model.eval()
         s = summarise(score_pairs(engine, val))
         model.train()
         return s["psnr_out"], s
+
+    if state["step"] == 0 and state["best_psnr"] < 0 and args.init and val:
+        # a restart or fine-tune never exports weights worse on this validation set than those it started from
+        state["best_psnr"], s0 = validate()
+        state["history"].append({"step": 0, "val_psnr": state["best_psnr"], "elapsed_s": 0.0, "pixel_samples": 0})
+        print(f"starting weights: val Y-PSNR {state['best_psnr']:.2f} dB (input {s0['psnr_in']:.2f})")
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -144,25 +189,34 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     try:
         while state["step"] < args.steps and not stop["now"]:
-            lr = lr_at(state["step"], args.steps, args.lr)
+            lr = lr_at(state["step"], args.steps, args.lr, warmup=args.warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
-            rainy, clean = (torch.from_numpy(a).to(device) for a in sampler.sample(args.batch))
-            clean_pred, rain_pred = model(rainy)
-            loss = loss_fn(clean_pred, rain_pred, clean, rainy)
+            t0 = time.perf_counter()
+            rainy, clean = (to_batch(a) for a in sampler.sample(args.batch))
+            t1 = time.perf_counter()
+            with autocast:
+                clean_pred, rain_pred = forward(rainy)
+            loss = loss_fn(clean_pred.float(), rain_pred.float(), clean, rainy)   # the loss stays fp32
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            t2 = time.perf_counter()
+            for k, v in (("data", t1 - t0), ("compute", t2 - t1)):
+                ema[k] = v if not ema[k] else 0.9 * ema[k] + 0.1 * v
             state["step"] += 1
+            state["pixel_samples"] += args.batch * args.patch * args.patch
             state["elapsed_s"] = time.time() - t_start
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{state['best_psnr']:.2f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{state['best_psnr']:.2f}",
+                            data=f"{ema['data']:.3f}s", compute=f"{ema['compute']:.3f}s")
             rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
             if val and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
                 psnr, s = validate()
                 rec.update(val_psnr=round(psnr, 3), val_ssim=round(s["ssim_out"], 4),
                            val_psnr_input=round(s["psnr_in"], 3))
-                state["history"].append({"step": state["step"], "val_psnr": psnr, "elapsed_s": state["elapsed_s"]})
+                state["history"].append({"step": state["step"], "val_psnr": psnr, "elapsed_s": state["elapsed_s"],
+                                         "pixel_samples": state["pixel_samples"], "lr": lr})
                 if psnr > state["best_psnr"]:
                     state["best_psnr"] = psnr
                     meta = {"step": state["step"], "val_psnr_y": round(psnr, 3), "val_ssim_y": round(s["ssim_out"], 4),
@@ -170,12 +224,17 @@ def main(argv: list[str] | None = None) -> int:
                             "train_images": len(train_paths), "data": [str(d) for d in args.data],
                             "synth_prob": args.synth_prob, "synth_level": args.synth_level,
                             "val_synth": args.val_synth, "fine_tuned_from": state.get("fine_tuned_from"),
-                            "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device)}
+                            "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device),
+                            "pixel_samples": state["pixel_samples"], "batch": args.batch, "patch": args.patch,
+                            "aug": args.aug, "precision": args.precision, "schedule_steps": args.steps,
+                            "lr": args.lr}
                     save_weights(model, args.out / "best.pth", meta)
                     if args.export:
                         save_weights(model, args.export, meta)
                 tqdm.write(f"step {state['step']}: val Y-PSNR {psnr:.2f} dB (input {s['psnr_in']:.2f}), "
                            f"best {state['best_psnr']:.2f}")
+                checkpoint()
+                bank()
             if state["step"] % args.log_every == 0 or "val_psnr" in rec:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
@@ -185,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         checkpoint()
+        bank()
         bar.close()
         log.close()
     print(f"stopped at step {state['step']}/{args.steps}; best val Y-PSNR {state['best_psnr']:.2f} dB")

@@ -188,14 +188,17 @@ def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):
     from pcnet_ros.weights import save_weights
 
     init = tmp_path / "light.pth"
-    save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 50, "val_psnr_y": 20.0, "train_hours": 0.5})
+    save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 50, "val_psnr_y": 20.0, "train_hours": 0.5,
+                                                            "pixel_samples": 1000})
     export = tmp_path / "heavy.pth"
     args = ["--data", str(pair_dir), "--out", str(tmp_path / "run"), "--batch", "2", "--patch", "32",
             "--model-size", "tiny", "--steps", "4", "--eval-every", "2", "--init", str(init), "--quiet",
             "--device", "cpu", "--val-every", "3", "--export", str(export)]
     assert train.main(args) == 0
     meta = torch.load(export, weights_only=True)["meta"]
-    assert meta["fine_tuned_from"] == {"weights": "light.pth", "step": 50, "train_hours": 0.5}
+    assert meta["fine_tuned_from"] == {"weights": "light.pth", "step": 50, "train_hours": 0.5, "val_psnr_y": 20.0,
+                                       "pixel_samples": 1000}
+    assert meta["pixel_samples"] == meta["step"] * 2 * 32 * 32    # this run's own samples
     assert meta["step"] in (2, 4)                                  # counts the fine-tuning only
     assert train.main(args[:-2] + ["--steps", "6", "--export", str(export)]) == 0   # resumed: still recorded
     assert torch.load(tmp_path / "run" / "last.pth", weights_only=False)["state"]["fine_tuned_from"]["step"] == 50
