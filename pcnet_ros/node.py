@@ -11,6 +11,7 @@ restamped.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -20,9 +21,11 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from . import image_codec
@@ -93,13 +96,16 @@ class PCNetNode(Node):
             cam.pub_residue = self.create_publisher(Image, f"{cam.topic}/{p['residue_suffix']}", out_qos)
             if self._input_qos != "auto":
                 self._subscribe(idx, self._input_qos)
+        # Housekeeping runs on steady time: with use_sim_time and no /clock yet, ROS-time timers never fire
+        # and the node would never subscribe.  Message stamps are never touched.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self._input_qos == "auto":
             self._match_publishers()
-            self.create_timer(0.5, self._match_publishers)
+            self.create_timer(0.5, self._match_publishers, clock=self._steady)
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics, clock=self._steady)
         self._thread = threading.Thread(target=self._run, name="pcnet-inference", daemon=True)
         self._thread.start()
 
@@ -339,8 +345,19 @@ def use_bundled_fastdds_profile(environ: dict = os.environ) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the node until SIGINT/SIGTERM; exit 0 however many signals arrive.
+
+    rclpy's own handlers are not installed: after the first signal they hand the
+    next one to Python as a KeyboardInterrupt in the middle of shutdown (a
+    terminal's Ctrl-C under ``ros2 launch`` delivers two).  Here every signal
+    only sets an event; the executor spins in a thread and the main thread
+    waits on the event, then shuts down in order.
+    """
     profile = use_bundled_fastdds_profile()
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = PCNetNode()
     except (WeightsError, ValueError, RuntimeError) as exc:
@@ -351,23 +368,40 @@ def main(argv: list[str] | None = None) -> int:
         node.get_logger().info(f"FastDDS profile: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to override)")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop()
-        busy = node.inference_busy
-        executor.shutdown(timeout_sec=0.5)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    failed: list[BaseException] = []
+    spinner = threading.Thread(target=_spin, args=(executor, stop, failed), name="pcnet-executor", daemon=True)
+    spinner.start()
+    while not stop.wait(0.5):      # wakes on a signal, or when the executor ended by itself
+        if not spinner.is_alive():
+            break
+    node.stop()
+    busy = node.inference_busy
+    executor.shutdown(timeout_sec=0.5)
+    spinner.join(1.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    code = 0
+    if failed:
+        print(f"pcnet_node: stopped by an error: {failed[0]!r}", file=sys.stderr, flush=True)
+        code = 1
     if busy:
         # A frame is still inside torch. Interpreter teardown under a running torch thread
         # aborts the process (std::terminate); everything worth flushing is flushed.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
-    return 0
+        os._exit(code)
+    return code
+
+
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event, failed: list) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+    except Exception as exc:  # a callback raised: stop the node rather than serve half-dead
+        failed.append(exc)
+    finally:
+        stop.set()
 
 
 if __name__ == "__main__":

@@ -131,7 +131,9 @@ def build_model(weights: str | None, allow_random: bool = False, **config: Any) 
     """PCNet with weights loaded; random weights only when explicitly allowed."""
     model = PCNet(**config)
     if weights:
-        meta = load_weights(model, resolve_weights(weights))
+        path = resolve_weights(weights)
+        meta = load_weights(model, path)
+        meta.setdefault("path", str(path))
     elif allow_random:
         meta = {"random": True}
     else:

@@ -159,3 +159,75 @@ def image_msg(arr: np.ndarray, encoding: str, frame_id: str = "cam", stamp: tupl
     msg.header.frame_id = frame_id
     msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
     return msg
+
+
+class Workspace:
+    """This package built by a real ``colcon build`` into a scratch workspace, used through the real ``ros2`` CLI.
+
+    The venv is the underlay (it holds rclpy and the message packages as wheels, and
+    launch/ros2cli from ``../shared/ros2-launch``); commands run in bash after
+    sourcing the workspace's ``setup.bash``, exactly as a user types them.
+    """
+
+    def __init__(self, root: Path) -> None:
+        venv = Path(sys.executable).parent.parent
+        self.root = root
+        self.env = {**os.environ, "AMENT_PREFIX_PATH": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+                    "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
+        if not (venv / "bin" / "ros2").exists():
+            raise RuntimeError(f"no ros2 CLI in {venv}: run `make test` (it installs ../shared/ros2-launch)")
+        build = subprocess.run(
+            ["colcon", "--log-base", str(root / "log"), "build", "--base-paths", str(ROOT),
+             "--build-base", str(root / "build"), "--install-base", str(root / "install")],
+            cwd=root, env=self.env, capture_output=True, text=True, timeout=300)
+        if build.returncode != 0:
+            raise RuntimeError(f"colcon build failed:\n{build.stdout}\n{build.stderr}")
+        self.install = root / "install"
+
+    def _bash(self, command: str) -> list[str]:
+        return ["bash", "-c", f"source {self.install}/setup.bash && {command}"]
+
+    def run(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(self._bash(command), cwd=self.root, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def run_until(self, command: str, expect: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Repeat a CLI command until its output holds ``expect``: a fresh CLI process discovers the
+        graph over DDS first, and may answer "Node not found" before it has."""
+        end = time.monotonic() + timeout
+        while True:
+            result = self.run(command)
+            if expect in result.stdout + result.stderr or time.monotonic() > end:
+                return result
+            time.sleep(0.5)
+
+    def start(self, command: str, log: Path) -> "Started":
+        return Started(self._bash(f"exec {command}"), self.root, self.env, log)
+
+
+class Started:
+    """A long-running ros2 command in its own process group, as a terminal runs it."""
+
+    def __init__(self, cmd: list[str], cwd: Path, env: dict, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_text(self, text: str, timeout: float = 60) -> bool:
+        return wait_until(lambda: text in self.log() or self.proc.poll() is not None, timeout) and text in self.log()
+
+    def ctrl_c(self, timeout: float = 20) -> int:
+        """SIGINT to the whole process group: what a terminal's Ctrl-C does."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            rc = self.proc.wait()
+        self._log.close()
+        return rc

@@ -61,3 +61,15 @@ def test_last_row_may_omit_padding():
     msg = _msg(arr, "rgb8", pad=4)
     msg.data = bytes(msg.data)[:-4]   # some drivers don't pad the final row
     np.testing.assert_array_equal(image_codec.decode(msg)[0], arr)
+
+
+def test_short_data_message_states_the_bytes_actually_needed():
+    """A padded last row may be cut short; the message names exactly the count the check uses."""
+    arr = np.zeros((3, 4, 3), np.uint8)
+    msg = _msg(arr, "rgb8", pad=5)                          # step 17, rows of 12 bytes
+    needed = 17 * 2 + 12
+    msg.data = msg.data[:needed]
+    assert image_codec.decode(msg)[0].shape == (3, 4, 3)   # exactly enough is accepted
+    msg.data = msg.data[:needed - 1]
+    with pytest.raises(image_codec.MalformedImage, match=f"= {needed}$"):
+        image_codec.decode(msg)

@@ -325,6 +325,27 @@ def test_clean_shutdown_while_busy(graph, tmp_path, sig):
     assert "Traceback" not in proc.log()
 
 
+@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGINT),
+                                     (signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGINT)])
+def test_any_number_of_signals_exits_cleanly(graph, tmp_path, signals):
+    """Ctrl-C under ros2 launch delivers two SIGINTs; a second one once aborted the node (exit -6)."""
+    ns = "/signals_" + "_".join(str(int(s)) for s in signals)
+    proc = NodeProcess({**_weights(), "device": "cpu", "input_topics": ["image_raw"], "torch_threads": 1}, ns, tmp_path)
+    node = graph.node("signals_pub" + ns.replace("/", "_"))
+    pub = node.create_publisher(Image, f"{ns}/image_raw", 10)
+    proc.wait_subscribed(node, "image_raw")
+    pub.publish(image_msg(np.zeros((480, 640, 3), np.uint8), "rgb8"))   # one frame in the model while stopping
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    for sig in signals:
+        proc.proc.send_signal(sig)
+        time.sleep(0.05)
+    rc = proc.proc.wait(10)
+    assert rc == 0, proc.log()
+    assert time.monotonic() - t0 < 2.0
+    assert "Traceback" not in proc.log() and "terminate called" not in proc.log()
+
+
 @pytest.mark.parametrize("params, message", [
     ({"weights": "/nonexistent/model_best.pth"}, "weights file not found"),
     ({"weights": "", "allow_random_weights": False}, "random weights produce garbage"),

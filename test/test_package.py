@@ -1,5 +1,4 @@
 """The ament_python package: metadata, installed data, the launch file's contract with the node."""
-import ast
 import xml.etree.ElementTree as ET
 
 import yaml
@@ -12,7 +11,8 @@ def test_package_xml_is_format3_with_real_dependencies():
     root = ET.parse(ROOT / "package.xml").getroot()
     assert root.get("format") == "3" and root.findtext("name") == "pcnet_ros"
     deps = {e.text for e in root.iter("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "cv_bridge", "launch_ros"} <= deps
+    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "launch_ros"} <= deps
+    assert "cv_bridge" not in deps             # one tested decode path on every install (image_codec docstring)
     assert root.find("export/build_type").text == "ament_python"
     assert (ROOT / "resource" / "pcnet_ros").is_file()
 
@@ -25,22 +25,14 @@ def test_setup_installs_launch_config_weights_and_entry_points():
     assert "install_scripts=$base/lib/pcnet_ros" in (ROOT / "setup.cfg").read_text()  # where ros2 run looks
 
 
-def _launch_node_parameters():
-    tree = ast.parse((ROOT / "launch" / "pcnet.launch.py").read_text())
-    args = {n.args[0].value for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"}
-    [node_call] = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
-    params = next(k.value for k in node_call.keywords if k.arg == "parameters")
-    keys = {k.value for d in params.elts if isinstance(d, ast.Dict) for k in d.keys}
-    return args, keys
+def test_launch_overrides_only_parameters_the_params_file_has():
+    """What a launch argument sets is a node parameter the params-file tests cover too."""
+    from test_launch import _launch_module
 
-
-def test_launch_file_only_sets_parameters_the_params_file_has():
-    args, keys = _launch_node_parameters()
-    assert args == {"namespace", "params_file", "input_topic", "device", "use_sim_time", "fastdds_profile"}
+    launch = _launch_module()
+    set_by_launch = launch.overrides({"input_topic": "/a", "device": "cpu", "use_sim_time": "true"})
     shipped = yaml.safe_load((ROOT / "config" / "pcnet.yaml").read_text())["/**"]["ros__parameters"]
-    assert keys - {"use_sim_time"} <= set(shipped)        # so the params-file tests cover them
-    assert {"input_topics", "device"} <= keys
+    assert set(set_by_launch) - {"use_sim_time"} <= set(shipped)
 
 
 def test_bundled_fastdds_profile_applies_only_when_nothing_is_chosen():
