@@ -20,14 +20,14 @@ $(STAMP): requirements.txt setup.py
 
 ## Stream the bundled demo camera through the live node over DDS; writes out/demo/.
 demo: $(STAMP)
-	$(PY) -m pcnet_ros.demo --out out/demo
+	$(PY) -m pcnet_ros.tools.demo --out out/demo
 
 ## The whole test suite (real DDS between processes, real bag files).
 test: $(STAMP)
 	scripts/isolated-net $(PY) -m pytest -q test
 
 bench: $(STAMP)
-	$(PY) -m pcnet_ros.bench
+	$(PY) -m pcnet_ros.tools.bench
 
 # Training runs under nice so that tests and benchmarks run meanwhile are not starved.  A run resumes
 # from runs/*/last.pth, or on a new machine from the committed checkpoints/*_last.pth (weights, Adam
@@ -38,12 +38,12 @@ bench: $(STAMP)
 NICE ?= nice -n 10
 HEAVY_FROM ?= --init weights/pcnet_heavy.pth --continue-schedule
 train-light: $(STAMP)
-	$(NICE) $(PY) -m pcnet_ros.train --data ../shared/data/rain100l-train --out runs/light --steps 40000 \
+	$(NICE) $(PY) -m pcnet_ros.training.train --data ../shared/data/rain100l-train --out runs/light --steps 40000 \
 	  --batch 8 --patch 96 --lr 4e-4 --warmup 300 --aug dihedral --compile --threads 2 \
 	  --init weights/pcnet_light.pth --bank checkpoints/light_last.pth --export weights/pcnet_light.pth
 
 train-heavy: $(STAMP)
-	$(NICE) $(PY) -m pcnet_ros.train --data ../shared/data/pcnet-train --data ../shared/data/rain100l-train \
+	$(NICE) $(PY) -m pcnet_ros.training.train --data ../shared/data/pcnet-train --data ../shared/data/rain100l-train \
 	  --out runs/heavy --steps 800 --batch 8 --patch 96 --lr 2e-4 --eval-every 200 --threads 2 --synth-prob 0.3 \
 	  --synth-level heavy --val-synth heavy --export weights/pcnet_heavy.pth $(HEAVY_FROM)
 

@@ -26,13 +26,13 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "pcnet_node = pcnet_ros.node:main",
-            "pcnet-derain = pcnet_ros.cli:main",
-            "pcnet-train = pcnet_ros.train:main",
-            "pcnet-eval = pcnet_ros.evaluate:main",
-            "pcnet-bag = pcnet_ros.bag:main",
-            "pcnet-play = pcnet_ros.play:main",
-            "pcnet-bench = pcnet_ros.bench:main",
+            "pcnet_node = pcnet_ros.ros.node:main",
+            "pcnet-derain = pcnet_ros.tools.derain:main",
+            "pcnet-train = pcnet_ros.training.train:main",
+            "pcnet-eval = pcnet_ros.training.evaluate:main",
+            "pcnet-bag = pcnet_ros.tools.bag:main",
+            "pcnet-play = pcnet_ros.tools.play:main",
+            "pcnet-bench = pcnet_ros.tools.bench:main",
         ],
     },
 )

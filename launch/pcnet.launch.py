@@ -9,12 +9,12 @@ multi-camera params file is never silently reduced to one topic.
 """
 import os
 
-import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+import yaml
 
 #: Launch arguments that override a node parameter when given (name: meaning).
 OVERRIDES = {

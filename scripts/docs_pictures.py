@@ -4,9 +4,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pcnet_ros import rain
-from pcnet_ros.pairs import read_rgb
-from pcnet_ros.visual import side_by_side
+from pcnet_ros.imageio import read_rgb
+from pcnet_ros.tools.visual import side_by_side
+from pcnet_ros.training import rain
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

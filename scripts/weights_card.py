@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import torch
 
-from pcnet_ros.engine import DerainEngine
-from pcnet_ros.evaluate import score_pairs, summarise
-from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
-from pcnet_ros.visual import contact_sheet, side_by_side
-from pcnet_ros.weights import BUNDLED, build_model
+from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.core.weights import build_model, BUNDLED
+from pcnet_ros.tools.visual import contact_sheet, side_by_side
+from pcnet_ros.training.evaluate import score_pairs, summarise
+from pcnet_ros.training.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -61,7 +61,7 @@ def main() -> None:
              "Weights only, in the authors' `{\"state_dict\": ...}` layout (`model.` keys), fp32, 2.5 MB each.",
              "Scores: PSNR (dB) / SSIM on the Y channel (BT.601), images over 1024 px downsized first. "
              "`val` = every 10th pair in natural name order, never trained on; synthesized rain is "
-             "`pcnet_ros.pairs.synthesize_pairs(..., seed=0)`, the same as `pcnet-eval --synth heavy`. "
+             "`pcnet_ros.training.pairs.synthesize_pairs(..., seed=0)`, the same as `pcnet-eval --synth heavy`. "
              "Regenerate this file with `scripts/weights_card.py`.", ""]
     built = {v: build_model(v) for v in BUNDLED}                     # (model, meta) per shipped file
     engines = {v: DerainEngine(model, device="cpu") for v, (model, _) in built.items()}
@@ -77,7 +77,8 @@ def main() -> None:
             n, s = scores(engine, folder, split, synth)
             seen = split == "all" and any(Path(d).name == folder for d in meta.get("data", []))
             label = f"{folder} [{split}]" + (f", its clean images with synthesized {synth} rain" if synth else "")
-            lines.append(f"| {label}{' (train pairs included)' if seen else ''} | {n} | {s['psnr_in']:.2f} / {s['ssim_in']:.4f} | "
+            note = " (train pairs included)" if seen else ""
+            lines.append(f"| {label}{note} | {n} | {s['psnr_in']:.2f} / {s['ssim_in']:.4f} | "
                          f"**{s['psnr_out']:.2f}** / {s['ssim_out']:.4f} |")
         base = meta.get("fine_tuned_from")
         if base:

@@ -15,7 +15,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture
 def tiny_model():
     """A PCNet with the real block structure but 2 CRBs: fast enough for many tests."""
-    from pcnet_ros.model import PCNet
+    from pcnet_ros.core.model import PCNet
 
     torch.manual_seed(0)
     return PCNet(n_feat=16, num_crb=2, num_rcab=1).eval()

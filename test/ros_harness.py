@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+
+from pcnet_ros.tools.common import start_node, stop_node
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,13 +117,8 @@ class NodeProcess:
         if params_file is None:  # JSON is YAML: no extra dependency to write it
             self.params_file.write_text(json.dumps({"/**": {"ros__parameters": params}}, indent=1))
         self.log_path = workdir / f"{namespace.strip('/')}.log"
-        cmd = [sys.executable, "-m", "pcnet_ros.node", "--ros-args", "--params-file", str(self.params_file),
-               "-r", f"__ns:={namespace}"]
-        for k, v in (params if params_file is not None else {}).items():
-            cmd += ["-p", f"{k}:={json.dumps(v)}"]
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        self.proc = start_node(params if params_file is not None else {}, namespace, self._log, self.params_file, env)
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -134,15 +131,8 @@ class NodeProcess:
         assert ok, f"node never subscribed to {full}:\n{self.log()}"
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 10) -> tuple[int, float]:
-        if self.proc.poll() is not None:
-            return self.proc.returncode, 0.0
         t0 = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
+        rc = stop_node(self.proc, sig, timeout)
         self._log.close()
         return rc, time.monotonic() - t0
 

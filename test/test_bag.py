@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import get_typestore, Stores
 
-from pcnet_ros import bag, image_codec
-from pcnet_ros.demo_bag import write_image_bag
-from pcnet_ros.engine import DerainEngine
+from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.ros import image_codec
+from pcnet_ros.tools import bag, bagio
+from pcnet_ros.tools.image_bag import write_image_bag
 
 STORE = get_typestore(Stores.ROS2_KILTED)
 
@@ -37,8 +38,8 @@ def test_derain_bag_keeps_everything_and_adds_topics(tmp_path, tiny_model, frame
         assert [t for t, _ in after[topic]] == [t for t, _ in before[topic]]
     assert [m.data for _, m in after["/demo/note"]] == [m.data for _, m in before["/demo/note"]]
     for (t_in, m_in), (t_out, m_out), (_, m_res) in zip(before["/camera/image_raw"],
-                                                         after["/camera/image_raw/derained"],
-                                                         after["/camera/image_raw/rain_residue"]):
+                                                        after["/camera/image_raw/derained"],
+                                                        after["/camera/image_raw/rain_residue"]):
         assert t_in == t_out
         assert m_out.header.stamp == m_in.header.stamp and m_out.header.frame_id == "camera"
         clean, _ = image_codec.decode(m_out)
@@ -61,7 +62,7 @@ def test_truncated_bag_fails_clearly_and_writes_nothing(tmp_path, tiny_model, rn
     [data] = list(src.glob(pattern))
     raw = data.read_bytes()
     data.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(bag.BagError, match="corrupt or truncated|cannot open bag"):
+    with pytest.raises(bagio.BagError, match="corrupt or truncated|cannot open bag"):
         bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
@@ -82,3 +83,32 @@ def test_cli_end_to_end_with_shipped_weights(tmp_path, frames):
     src = write_image_bag(frames[:3], tmp_path / "in")
     assert bag.main([str(src), str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert len(_read(tmp_path / "out")["/camera/image_raw/derained"]) == 3
+
+
+def test_cli_usage_errors_are_status_2_with_one_line(tmp_path, capsys, frames):
+    """Unwritable outputs once gave a traceback and status 1, the same as 'some frames skipped'."""
+    src = write_image_bag(frames[:1], tmp_path / "in")
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile" / "out", "/proc/pcnet_out"):
+        assert bag.main([str(src), str(out), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pcnet-bag: ") and "cannot write" in err and "Traceback" not in err
+        assert err.count("\n") == 1
+    empty = tmp_path / "empty"
+    with bagio.bag_writer(empty, "mcap"):
+        pass
+    assert bag.main([str(empty), str(tmp_path / "o1"), "--device", "cpu"]) == 2
+    assert "is empty" in capsys.readouterr().err
+    notes = tmp_path / "notes"
+    with bagio.bag_writer(notes, "sqlite3") as w:
+        conn = w.add_connection("/note", "std_msgs/msg/String", typestore=STORE)
+        w.write(conn, 1, STORE.serialize_cdr(STORE.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
+    assert bag.main([str(notes), str(tmp_path / "o2"), "--device", "cpu"]) == 2
+    assert "no sensor_msgs/msg/Image topics" in capsys.readouterr().err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_every_tool_takes_the_same_engine_flags(tmp_path, frames):
+    src = write_image_bag(frames[:2], tmp_path / "in")
+    assert bag.main([str(src), str(tmp_path / "out"), "--weights", "light", "--device", "cpu",
+                     "--backend", "eager", "--threads", "1"]) == 0

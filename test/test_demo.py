@@ -12,7 +12,7 @@ from ros_harness import ROOT
 def test_demo_runs_end_to_end(tmp_path):
     frames = shared_or_skip("real-rain-video")
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.demo", "--out", str(out), "--frames", str(frames),
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.demo", "--out", str(out), "--frames", str(frames),
                            "--limit", "8", "--rate", "0.5", "--device", "cpu"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from pcnet_ros.engine import (DerainEngine, InputError, pad_to_multiple, resolve_device,
-                              residue_to_image)
-from pcnet_ros.model import SIZE_MULTIPLE
+from pcnet_ros.core.engine import (DerainEngine, InputError, pad_to_multiple, residue_to_image, resolve_device,
+                                   SIZE_BUCKET)
+from pcnet_ros.core.model import SIZE_MULTIPLE
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_refuses_bad_input_clearly(engine, bad, why):
 
 
 def test_matches_float64_reference_within_1e4(rng):
-    from pcnet_ros.model import PCNet
+    from pcnet_ros.core.model import PCNet
 
     torch.manual_seed(3)
     model = PCNet().eval()           # full-size network: 20 CRBs
@@ -65,7 +65,7 @@ def test_matches_float64_reference_within_1e4(rng):
     x = torch.from_numpy(rng.random((1, 3, 45, 62)))
     with torch.inference_mode():
         got = engine.forward_tensor(x.float()).double()
-        xp, h, w = pad_to_multiple(x)
+        xp, h, w = pad_to_multiple(x, SIZE_BUCKET)      # the engine buckets sizes to multiples of 32
         want = ref_model(xp)[0][..., :h, :w].clamp(0, 1)
     assert got.shape == x.shape
     assert (got - want).abs().max().item() < 1e-4

@@ -1,8 +1,8 @@
 import threading
 import time
 
-from pcnet_ros.frame_slots import FrameSlots
-from pcnet_ros.stats import CameraStats
+from pcnet_ros.ros.frame_slots import FrameSlots
+from pcnet_ros.ros.stats import CameraStats
 
 
 def test_newest_wins_and_drops_are_counted():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from pcnet_ros import image_codec
-from pcnet_ros.image_codec import ENCODINGS, MalformedImage
+from pcnet_ros.ros import image_codec
+from pcnet_ros.ros.image_codec import ENCODINGS, MalformedImage
 
 
 def _msg(arr, encoding, pad=0, bigendian=False):
@@ -39,13 +39,13 @@ def test_decode_roundtrip(rng, encoding, pad, bigendian):
 
 
 @pytest.mark.parametrize("mutate, reason", [
-    (dict(encoding="yuv422"), "unsupported_encoding"),
-    (dict(encoding="bayer_rggb8"), "unsupported_encoding"),
-    (dict(height=0), "zero_size"),
-    (dict(width=0), "zero_size"),
-    (dict(step=5), "bad_step"),
-    (dict(data=b"\x00" * 10), "short_data"),
-    (dict(height=100), "short_data"),
+    ({"encoding": "yuv422"}, "unsupported_encoding"),
+    ({"encoding": "bayer_rggb8"}, "unsupported_encoding"),
+    ({"height": 0}, "zero_size"),
+    ({"width": 0}, "zero_size"),
+    ({"step": 5}, "bad_step"),
+    ({"data": b"\x00" * 10}, "short_data"),
+    ({"height": 100}, "short_data"),
 ])
 def test_malformed_named(mutate, reason):
     msg = _msg(np.zeros((4, 4, 3), np.uint8), "rgb8")

@@ -7,14 +7,14 @@ import importlib.util
 import re
 import time
 
+from builtin_interfaces.msg import Time
 import numpy as np
 import pytest
-import torch
-from builtin_interfaces.msg import Time
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
+import torch
 
-from ros_harness import ROOT, Collector, Workspace, image_msg, wait_until
+from ros_harness import Collector, image_msg, ROOT, wait_until, Workspace
 
 LAUNCH = "ros2 launch pcnet_ros pcnet.launch.py"
 ONE_CAMERA = f"{LAUNCH} input_topic:=/camera/image_raw device:=cpu"

@@ -1,6 +1,6 @@
 import torch
 
-from pcnet_ros.model import SIZE_MULTIPLE, PCNet, count_parameters
+from pcnet_ros.core.model import count_parameters, PCNet, SIZE_MULTIPLE
 
 
 def test_default_parameter_count_matches_paper_release():

@@ -11,10 +11,10 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from pcnet_ros import image_codec
-from pcnet_ros.engine import DerainEngine
-from pcnet_ros.weights import build_model, resolve_weights
-from ros_harness import Collector, Diagnostics, NodeProcess, image_msg, wait_until
+from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.core.weights import build_model, resolve_weights
+from pcnet_ros.ros import image_codec
+from ros_harness import Collector, Diagnostics, image_msg, NodeProcess, wait_until
 
 
 def _weights() -> dict:
@@ -99,8 +99,8 @@ def test_malformed_messages_are_counted_and_survived(two_cams, graph, rng):
     assert wait_until(lambda: diag.latest(name) is not None, 10)
     before = diag.latest(name)
     good = image_msg(np.zeros((8, 8, 3), np.uint8), "rgb8")
-    kinds = [dict(data=b"\x01" * 10), dict(height=0, width=0, data=b""), dict(encoding="yuv422"),
-             dict(step=3)]
+    kinds = [{"data": b"\x01" * 10}, {"height": 0, "width": 0, "data": b""}, {"encoding": "yuv422"},
+             {"step": 3}]
     for i in range(1000):
         bad = image_msg(np.zeros((8, 8, 3), np.uint8), "rgb8")
         for k, v in kinds[i % len(kinds)].items():
@@ -286,6 +286,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
         time.sleep(2.0)
         name = f"pcnet: {ns}/image_raw"
         wait_until(lambda: int((diag.latest(name) or {}).get("received", 0)) >= n, 5)
+
         def settled():  # the frame in flight at the end of the flood has been published
             st = diag.latest(name) or {}
             return int(st.get("received", -1)) == int(st.get("published", 0)) + int(st.get("dropped_frames", 0))
@@ -295,7 +296,8 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
         infer_p95 = float(status["inference_ms_p95"]) / 1e3
         received, published, dropped = int(status["received"]), int(status["published"]), int(
             status["dropped_frames"])
-        assert received + int(status["lost_in_transport"]) == n, status
+        # a frame the reader's keep-last queue lost under load is still counted, from sequence numbers
+        assert received + int(status["missed_sequence"]) == n, status
         assert dropped > n / 3, status                  # the model cannot keep up: frames are dropped...
         assert published + dropped == received          # ...and every frame is either published or counted
         assert len(latencies) == published
@@ -304,6 +306,34 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
         bound = 4 * infer_p95 + 0.5
         assert np.percentile(latencies, 95) < bound, (np.percentile(latencies, 95), infer_p95)
         assert max(latencies[-5:]) < bound, (latencies[-5:], infer_p95)
+    finally:
+        assert proc.stop()[0] == 0
+
+
+def test_a_burst_longer_than_the_queue_is_counted(graph, tmp_path):
+    """Frames pushed out of the subscription's history by a burst used to vanish uncounted (21 sent, 13 seen)."""
+    ns = "/burst"
+    proc = NodeProcess({**_weights(), "device": "cpu", "torch_threads": 1, "input_topics": ["image_raw"],
+                        "input_qos": "reliable", "input_qos_depth": 2, "diagnostics_period": 0.2}, ns, tmp_path)
+    try:
+        node = graph.node("burst_pub")
+        pub = node.create_publisher(Image, f"{ns}/image_raw", 100)
+        diag = Diagnostics(graph.node("burst_diag"))
+        proc.wait_subscribed(node, "image_raw")
+        name = f"pcnet: {ns}/image_raw"
+        frame = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        pub.publish(image_msg(frame, "rgb8", stamp=(0, 0)))            # the first sample starts the count
+        assert wait_until(lambda: int((diag.latest(name) or {}).get("received", 0)) >= 1, 20), proc.log()
+        n = 40
+        for k in range(n):
+            pub.publish(image_msg(frame, "rgb8", stamp=(k + 1, 0)))
+
+        def accounted():
+            st = diag.latest(name) or {}
+            return int(st.get("received", 0)) - 1 + int(st.get("missed_sequence", 0))
+        assert wait_until(lambda: accounted() == n, 30), diag.latest(name)
+        st = diag.latest(name)
+        assert int(st["missed_sequence"]) >= int(st["lost_in_transport"])
     finally:
         assert proc.stop()[0] == 0
 
@@ -349,12 +379,35 @@ def test_any_number_of_signals_exits_cleanly(graph, tmp_path, signals):
 @pytest.mark.parametrize("params, message", [
     ({"weights": "/nonexistent/model_best.pth"}, "weights file not found"),
     ({"weights": "", "allow_random_weights": False}, "random weights produce garbage"),
-    ({"input_qos": "fastest"}, "input_qos='fastest' is not one of"),
+    ({"input_qos": "fastest"}, "input_qos must be one of auto, sensor_data"),
     ({"device": "cuda:7"}, "cuda"),
-    ({"input_topics": ["a", "a"]}, "lists a topic twice"),
+    ({"input_topics": ["a", "a"]}, "'a' and 'a' are the same topic (/badcfg/a)"),
+    ({"input_topics": ["a", "/badcfg/a"]}, "'a' and '/badcfg/a' are the same topic"),
+    ({"output_suffix": "x", "residue_suffix": "x"}, "clean and residue images would share one topic"),
+    ({"diagnostics_period": 0.0}, "diagnostics_period must be >= 0.1; got 0.0"),
+    ({"input_topics": []}, "input_topics must list at least one topic"),
+    ({"input_topics": ["bad topic!"]}, "'bad topic!' (with its output suffixes) is not a valid topic name"),
+    ({"output_suffix": ""}, "output_suffix must not be empty"),
+    ({"input_qos_depth": 0}, "input_qos_depth must be >= 1; got 0"),
+    ({"max_input_size": -5}, "max_input_size must be >= 0; got -5"),
+    ({"warmup": "yes"}, "warmup must be a bool, got 'yes'"),
 ])
 def test_bad_configuration_fails_fast_and_clearly(tmp_path, params, message):
+    """Each once started anyway (doubled outputs, mixed topics, a 71% CPU spin) or died with a traceback."""
     proc = NodeProcess({**_weights(), **params}, "/badcfg", tmp_path)
     rc = proc.proc.wait(60)
     assert rc == 1
-    assert message in proc.log()
+    log = proc.log()
+    assert message in log
+    assert log.startswith("pcnet_node: cannot start: ") and log.count("\n") == 1, log   # one line, no traceback
+
+
+def test_integer_for_a_double_parameter_is_accepted(graph, tmp_path):
+    """`diagnostics_period: 2` in a params file is what people write; it means 2.0."""
+    proc = NodeProcess({**_weights(), "device": "cpu", "diagnostics_period": 2, "warmup": False}, "/intdouble",
+                       tmp_path)
+    diag = Diagnostics(graph.node("intdouble_diag"))
+    try:
+        assert wait_until(lambda: diag.latest("pcnet: /intdouble/image_raw") is not None, 30), proc.log()
+    finally:
+        assert proc.stop()[0] == 0

@@ -8,8 +8,8 @@ import pytest
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
-from pcnet_ros.demo_bag import START_NS, write_image_bag
-from ros_harness import ROOT, Collector
+from pcnet_ros.tools.image_bag import START_NS, write_image_bag
+from ros_harness import Collector, ROOT
 
 
 @pytest.mark.parametrize("qos", ["reliable", "best_effort"])
@@ -21,7 +21,7 @@ def test_play_publishes_recorded_messages_at_rate(graph, tmp_path, rng, qos):
     notes = Collector(node, "/demo/note", String, reliable=qos == "reliable")
     clock = Collector(node, "/clock", Clock)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.play", str(src), "--rate", "2", "--clock",
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(src), "--rate", "2", "--clock",
                            "--qos", qos, "--wait", "15"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert images.wait_for(10, 5) and clock.wait_for(10, 5), (len(images.items), len(clock.items), proc.stdout)
@@ -35,7 +35,7 @@ def test_play_publishes_recorded_messages_at_rate(graph, tmp_path, rng, qos):
 
 
 def test_play_errors(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.play", str(tmp_path / "nope")], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(tmp_path / "nope")], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no bag at" in proc.stderr
 
@@ -44,7 +44,7 @@ def test_node_under_sim_time_with_replayed_clock(graph, tmp_path, rng):
     """The `ros2 bag play --clock` + use_sim_time set-up, with pcnet-play standing in for ros2 bag play."""
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from pcnet_ros.weights import resolve_weights
+    from pcnet_ros.core.weights import resolve_weights
     from ros_harness import NodeProcess, wait_until
 
     frames = [rng.integers(0, 256, size=(32, 48, 3), dtype=np.uint8) for _ in range(20)]
@@ -56,7 +56,7 @@ def test_node_under_sim_time_with_replayed_clock(graph, tmp_path, rng):
         out = Collector(node, "/simtime/image_raw/derained")
         diag = Collector(node, "/diagnostics", DiagnosticArray)
         assert wait_until(lambda: node.count_subscribers("/simtime/image_raw") > 0, 60), proc.log()
-        player = subprocess.run([sys.executable, "-m", "pcnet_ros.play", str(src), "--clock", "--wait", "15",
+        player = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(src), "--clock", "--wait", "15",
                                  "--topics", "/simtime/image_raw"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=60)
         assert player.returncode == 0, player.stderr

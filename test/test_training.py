@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from conftest import shared_or_skip
-from pcnet_ros import evaluate, rain, train
-from pcnet_ros.losses import SSIM, EdgeLoss, PCNetLoss, charbonnier
-from pcnet_ros.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
-from pcnet_ros.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs, write_rgb
+from pcnet_ros.imageio import write_rgb
+from pcnet_ros.training import evaluate, rain, train
+from pcnet_ros.training.losses import charbonnier, EdgeLoss, PCNetLoss, SSIM
+from pcnet_ros.training.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
+from pcnet_ros.training.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
 
 
 def _scene(rng, h=64, w=64):
@@ -152,9 +153,9 @@ def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
 @pytest.mark.parametrize("variant, folder", [("light", "rain100l-train"), ("heavy", "pcnet-train")])
 def test_shipped_weights_beat_the_rainy_input(variant, folder):
     """Regression guard: the committed weights must clearly improve held-out pairs they were not trained on."""
-    from pcnet_ros.engine import DerainEngine
-    from pcnet_ros.pairs import load_named_pairs
-    from pcnet_ros.weights import build_model
+    from pcnet_ros.core.engine import DerainEngine
+    from pcnet_ros.core.weights import build_model
+    from pcnet_ros.training.pairs import load_named_pairs
 
     paths = split_pairs(list_pairs(shared_or_skip(folder)), 10)[1][:4]
     model, meta = build_model(variant)
@@ -168,8 +169,8 @@ def test_shipped_weights_beat_the_rainy_input(variant, folder):
 
 def test_continue_from_shipped_style_weights(pair_dir, tmp_path):
     """A new machine has no runs/*/last.pth: training carries on from exported weights and their metadata."""
-    from pcnet_ros.model import PCNet
-    from pcnet_ros.weights import save_weights
+    from pcnet_ros.core.model import PCNet
+    from pcnet_ros.core.weights import save_weights
 
     init = tmp_path / "w.pth"
     save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 50, "val_psnr_y": 99.0, "train_hours": 0.5})
@@ -184,8 +185,8 @@ def test_continue_from_shipped_style_weights(pair_dir, tmp_path):
 
 def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):
     """The heavy weights are fine-tuned from light ones; their card must say from which step."""
-    from pcnet_ros.model import PCNet
-    from pcnet_ros.weights import save_weights
+    from pcnet_ros.core.model import PCNet
+    from pcnet_ros.core.weights import save_weights
 
     init = tmp_path / "light.pth"
     save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 50, "val_psnr_y": 20.0, "train_hours": 0.5,

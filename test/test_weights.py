@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pcnet_ros.model import PCNet
-from pcnet_ros.weights import WeightsError, build_model, load_weights, resolve_weights, save_weights
+from pcnet_ros.core.model import PCNet
+from pcnet_ros.core.weights import build_model, load_weights, resolve_weights, save_weights, WeightsError
 
 
 def _same(a, b):

@@ -1,6 +1,6 @@
 """The one-command demo: real rain video -> rosbag -> DDS -> live pcnet_node -> recorded outputs and pictures.
 
-    make demo            (or: python -m pcnet_ros.demo --out out/demo)
+    make demo            (or: python -m pcnet_ros.tools.demo --out out/demo)
 
 1. Builds a two-camera rosbag from ../shared/data/real-rain-video (ra1, rb2).
 2. Starts pcnet_node in its own process with config/pcnet.yaml.
@@ -12,25 +12,24 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
+from pathlib import Path
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import image_codec
-from .demo_bag import load_frames, write_image_bag
-from .visual import amplify, contact_sheet, side_by_side
+from pcnet_ros.paths import SHARED_DATA, SOURCE_ROOT
+from pcnet_ros.ros import image_codec
+from pcnet_ros.ros.transport import keep_dds_local
+from pcnet_ros.tools.bagio import bag_writer, IMAGE_TYPE, typestore
+from pcnet_ros.tools.common import add_engine_args, start_node, stop_node
+from pcnet_ros.tools.image_bag import load_frames, write_image_bag
+from pcnet_ros.tools.visual import amplify, contact_sheet, side_by_side
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FRAMES = ROOT.parent / "shared" / "data" / "real-rain-video"
+DEFAULT_FRAMES = SHARED_DATA / "real-rain-video"
 CAMERAS = {"/camera1/image_raw": "ra1", "/camera2/image_raw": "rb2"}
 
 
@@ -72,15 +71,12 @@ def _stamp(msg) -> int:
 
 def write_output_bag(recorder: Recorder, out: Path) -> int:
     from rclpy.serialization import serialize_message
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from .bag import typestore
 
     store = typestore()
     n = 0
-    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+    with bag_writer(out, "mcap") as writer:
         for topic, items in recorder.msgs.items():
-            conn = writer.add_connection(topic, "sensor_msgs/msg/Image", typestore=store)
+            conn = writer.add_connection(topic, IMAGE_TYPE, typestore=store)
             for _, msg in items:
                 writer.write(conn, _stamp(msg), serialize_message(msg))
                 n += 1
@@ -88,7 +84,7 @@ def write_output_bag(recorder: Recorder, out: Path) -> int:
 
 
 def _frame_index(stamp: int, fps: float) -> int:
-    from .demo_bag import START_NS
+    from pcnet_ros.tools.image_bag import START_NS
 
     return round((stamp - START_NS) * fps / 1e9)
 
@@ -130,28 +126,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     ap.add_argument("--limit", type=int, default=0, help="frames per clip (0: all 61)")
-    ap.add_argument("--weights", default="light")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--backend", default="eager")
+    add_engine_args(ap)
     args = ap.parse_args(argv)
-    if os.environ.get("PCNET_ISOLATED_NET") != "1":  # outside scripts/isolated-net keep DDS on this host
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    keep_dds_local()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"[1/4] building the demo bags from {args.frames}", flush=True)
     clips = build_demo_bag(args.frames, args.out, args.fps, args.limit)
 
     print("[2/4] starting pcnet_node (its own process, config/pcnet.yaml)", flush=True)
     log = open(args.out / "node.log", "w")
-    node_proc = subprocess.Popen(
-        [sys.executable, "-m", "pcnet_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "pcnet.yaml"),
-         "-p", f"input_topics:={json.dumps(list(CAMERAS))}", "-p", f"weights:={args.weights}",
-         "-p", f"device:={args.device}", "-p", f"backend:={args.backend}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    node_proc = start_node({"input_topics": list(CAMERAS), "weights": args.weights, "device": args.device,
+                            "backend": args.backend, "fp16": args.fp16, "torch_threads": args.threads},
+                           log=log, params_file=SOURCE_ROOT / "config" / "pcnet.yaml")
 
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from .play import play
+    from pcnet_ros.tools.play import play
 
     rclpy.init()
     node = rclpy.create_node("pcnet_demo")
@@ -165,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         print("[3/4] replaying both cameras over DDS at the recorded rate", flush=True)
         players = []
         for topic, clip in CAMERAS.items():
-            t = threading.Thread(target=play, kwargs=dict(
-                bag_path=args.out / f"bag_{clip}", rate=args.rate, topics=[topic], qos="sensor_data",
-                wait_for_subscribers=120, delay=0.5, node=node,
-                on_publish=lambda topic_, m: sent.__setitem__((topic_, _stamp(m)), time.monotonic())))
+            t = threading.Thread(target=play, kwargs={
+                "bag_path": args.out / f"bag_{clip}", "rate": args.rate, "topics": [topic], "qos": "sensor_data",
+                "wait_for_subscribers": 120, "delay": 0.5, "node": node,
+                "on_publish": lambda topic_, m: sent.__setitem__((topic_, _stamp(m)), time.monotonic())})
             t.start()
             players.append(t)
         for t in players:
@@ -181,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
         time.sleep(2.0)                      # and let the frame in flight finish
     finally:
-        node_proc.send_signal(signal.SIGINT)
-        rc = node_proc.wait(15)
+        rc = stop_node(node_proc, timeout=15)
         executor.shutdown(timeout_sec=1)
         node.destroy_node()
         rclpy.try_shutdown()

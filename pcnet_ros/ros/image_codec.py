@@ -10,10 +10,11 @@ all three and is the one tested path on every install.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
+import sys
 
 import numpy as np
+
 
 @dataclass(frozen=True)
 class Encoding:
@@ -59,8 +60,9 @@ def validate(msg) -> Encoding:
     if msg.step < row:
         raise MalformedImage("bad_step", f"step {msg.step} < width*channels*bytes = {row}")
     if len(msg.data) < msg.step * (h - 1) + row:
+        need = msg.step * (h - 1) + row
         raise MalformedImage("short_data", f"data has {len(msg.data)} bytes, {w}x{h} {msg.encoding} with step "
-                                           f"{msg.step} needs step*(height-1)+width*channels*bytes = {msg.step * (h - 1) + row}")
+                                           f"{msg.step} needs step*(height-1)+width*channels*bytes = {need}")
     return enc
 
 
@@ -88,9 +90,9 @@ def encode(array: np.ndarray, encoding: str) -> dict:
     if array.shape[2] != enc.channels or array.dtype != enc.dtype:
         raise ValueError(f"array {array.shape} {array.dtype} does not fit encoding {encoding}")
     array = np.ascontiguousarray(array)
-    return dict(height=array.shape[0], width=array.shape[1], encoding=encoding,
-                is_bigendian=int(_HOST_BIG_ENDIAN and array.dtype.itemsize > 1),
-                step=array.shape[1] * array.shape[2] * array.dtype.itemsize, data=array.tobytes())
+    return {"height": array.shape[0], "width": array.shape[1], "encoding": encoding,
+            "is_bigendian": int(_HOST_BIG_ENDIAN and array.dtype.itemsize > 1),
+            "step": array.shape[1] * array.shape[2] * array.dtype.itemsize, "data": array.tobytes()}
 
 
 def fill(msg, array: np.ndarray, encoding: str, header) -> None:

@@ -17,20 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
+from pathlib import Path
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .engine import DerainEngine, pad_to_multiple
-from .weights import build_model
+from pcnet_ros.core.engine import DerainEngine, pad_to_multiple, resolve_device, SIZE_BUCKET
+from pcnet_ros.core.weights import build_model
+from pcnet_ros.paths import SOURCE_ROOT
+from pcnet_ros.ros.transport import keep_dds_local
+from pcnet_ros.tools.common import add_engine_args, start_node, stop_node
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"480x320": (320, 480), "640x480": (480, 640), "1280x720": (720, 1280)}
 
 
@@ -38,7 +39,7 @@ def _baseline(model: torch.nn.Module):
     """What a user would write first: eager, NCHW, fp32, no_grad."""
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            xp, h, w = pad_to_multiple(x)
+            xp, h, w = pad_to_multiple(x, SIZE_BUCKET)    # same padding as the engine: diffs are numerics
             return model(xp)[0][..., :h, :w].clamp(0, 1)
     return run
 
@@ -109,15 +110,12 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from . import image_codec
+    from pcnet_ros.ros import image_codec
 
     h, w = SIZES[size]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = open(ROOT / "out" / "bench_node.log", "w") if (ROOT / "out").is_dir() else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "pcnet_ros.node", "--ros-args", "-r", "__ns:=/bench",
-                             "-p", f"weights:={weights}", "-p", f"device:={device}", "-p", f"backend:={backend}",
-                             "-p", "input_qos:=reliable", "-p", "publish_residue:=true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(SOURCE_ROOT / "out" / "bench_node.log", "w") if (SOURCE_ROOT / "out").is_dir() else subprocess.DEVNULL
+    proc = start_node({"weights": weights, "device": device, "backend": backend, "input_qos": "reliable",
+                       "publish_residue": True}, "/bench", log)
     rclpy.init()
     node = rclpy.create_node("pcnet_bench")
     got = []
@@ -145,6 +143,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
                 raise RuntimeError("pcnet_node exited during warm-up")
         if not got:
             raise RuntimeError("pcnet_node produced no output within 600 s")
+
         def drive(rate: float, seconds: float, rss: list | None = None) -> dict:
             """Publish at ``rate`` for ``seconds``; throughput and latency of what comes back."""
             got.clear()
@@ -182,11 +181,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
                 "rss_start_mb": first, "rss_end_mb": last, "rss_growth_pct": 100 * (last - first) / first}
 
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_node(proc)
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
@@ -195,20 +190,18 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pcnet-bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default="light")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--backends", nargs="*", default=["eager", "onnxruntime", "compile"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--node-size", default="640x480", choices=list(SIZES))
-    ap.add_argument("--node-backend", default=None, help="backend for the node rows (default: fastest in (a))")
     ap.add_argument("--seconds", type=float, default=30.0, help="flood duration for rows (b)-(d)")
     ap.add_argument("--soak", type=float, default=0.0, help="flood duration for (d) instead, e.g. 600")
     ap.add_argument("--skip-node", action="store_true")
     ap.add_argument("--json", type=Path, default=Path("out/bench.json"))
+    add_engine_args(ap, backend_default=None, backend_help="backend for the node rows (default: the fastest in (a))")
     args = ap.parse_args(argv)
-    if os.environ.get("PCNET_ISOLATED_NET") != "1":
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    args.device = str(resolve_device(args.device))
+    keep_dds_local()
 
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} cores", flush=True)
@@ -222,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"engine": rows}
     if not args.skip_node:
         cands = [r for r in rows if r["size"] == args.node_size and r["variant"] in args.backends]
-        backend = args.node_backend or max(cands, key=lambda r: r["speedup"])["variant"]
+        backend = args.backend or max(cands, key=lambda r: r["speedup"])["variant"]
         engine_fps = next(r["fps"] for r in cands if r["variant"] == backend)
         engine_ms = 1e3 / engine_fps
         node = bench_node(args.weights, args.node_size, backend, args.device, engine_fps, args.seconds, 30.0,

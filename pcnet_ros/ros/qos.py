@@ -1,8 +1,8 @@
 """QoS profiles from parameter strings, and matching a topic's publishers as image_proc does."""
 from __future__ import annotations
 
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data, qos_profile_system_default)
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, qos_profile_system_default, QoSProfile,
+                       ReliabilityPolicy)
 
 #: ``auto`` subscribes with the reliability the topic's publishers offer.
 INPUT_CHOICES = ("auto", "sensor_data", "best_effort", "reliable", "system_default")

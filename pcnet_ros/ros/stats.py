@@ -1,9 +1,9 @@
 """Rates, drop counts and latency percentiles per camera, for diagnostics."""
 from __future__ import annotations
 
+from collections import Counter, deque
 import threading
 import time
-from collections import Counter, deque
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class CameraStats:
         self.rejected: Counter[str] = Counter()   # malformed / unsupported, by reason
         self.errors = 0                            # inference or publish failures
         self.lost_in_transport = 0                 # samples DDS reported lost before the node saw them
+        self.missed_sequence = 0                   # gaps in publishers' sequence numbers (see SequenceGaps)
 
     def on_input(self, t: float | None = None) -> None:
         with self._lock:
@@ -43,6 +44,10 @@ class CameraStats:
     def on_lost(self, count: int) -> None:
         with self._lock:
             self.lost_in_transport += count
+
+    def on_missed(self, count: int) -> None:
+        with self._lock:
+            self.missed_sequence += count
 
     def on_error(self) -> None:
         with self._lock:
@@ -69,8 +74,33 @@ class CameraStats:
                 **{f"rejected_{reason}": n for reason, n in self.rejected.items()},
                 "errors": self.errors,
                 "lost_in_transport": self.lost_in_transport,
+                "missed_sequence": self.missed_sequence,
                 "inference_ms_p50": pct(self._infer_ms, 50),
                 "inference_ms_p95": pct(self._infer_ms, 95),
                 "end_to_end_ms_p50": pct(self._e2e_ms, 50),
                 "end_to_end_ms_p95": pct(self._e2e_ms, 95),
             }
+
+
+class SequenceGaps:
+    """Frames a publisher sent that never reached the callback, from its sequence numbers.
+
+    Covers what DDS does not report as lost: a burst longer than the
+    subscription's history depth pushes older samples out of the queue before
+    the callback takes them.  Transport losses show up here too, so
+    ``missed_sequence >= lost_in_transport``.  Counting starts at the first
+    sample seen from each publisher.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, int] = {}
+
+    def update(self, publisher: bytes, sequence: int | None) -> int:
+        """Record one received sample; returns how many were skipped since the previous one."""
+        if sequence is None or sequence <= 0:
+            return 0
+        last = self._last.get(publisher)
+        self._last[publisher] = max(sequence, last or 0)
+        if last is None or sequence <= last:
+            return 0
+        return sequence - last - 1

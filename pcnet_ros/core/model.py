@@ -182,8 +182,8 @@ class PCNet(nn.Module):
     def __init__(self, n_feat: int = 32, kernel_size: int = 3, reduction: int = 4, num_crb: int = 20,
                  num_rcab: int = 3, bias: bool = False) -> None:
         super().__init__()
-        self.config = dict(n_feat=n_feat, kernel_size=kernel_size, reduction=reduction, num_crb=num_crb,
-                           num_rcab=num_rcab, bias=bias)
+        self.config = {"n_feat": n_feat, "kernel_size": kernel_size, "reduction": reduction, "num_crb": num_crb,
+                       "num_rcab": num_rcab, "bias": bias}
         self.model = PCNetBody(n_feat, kernel_size, reduction, nn.PReLU(), bias, num_crb, num_rcab)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Measure image delivery between two processes over real DDS: how many frames arrive, how late.
 
-    python -m pcnet_ros.dds_probe sub --qos best_effort --expect 150 &
-    python -m pcnet_ros.dds_probe pub --qos best_effort --size 640x480 --count 150
+    python -m pcnet_ros.tools.dds_probe sub --qos best_effort --expect 150 &
+    python -m pcnet_ros.tools.dds_probe pub --qos best_effort --size 640x480 --count 150
 
 The subscriber prints one JSON line. Used to find why best-effort images were
 lost here (see README, "Transport"), and by the tests.
@@ -16,13 +16,7 @@ import time
 
 import numpy as np
 
-
-def _qos(name: str, depth: int):
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
-
-    rel = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}[name]
-    return QoSProfile(depth=depth, reliability=rel, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.VOLATILE)
+from pcnet_ros.ros.qos import make_profile
 
 
 def publish(args: argparse.Namespace) -> dict:
@@ -32,7 +26,7 @@ def publish(args: argparse.Namespace) -> dict:
     w, h = (int(v) for v in args.size.split("x"))
     rclpy.init()
     node = rclpy.create_node("dds_probe_pub")
-    pub = node.create_publisher(Image, args.topic, _qos(args.qos, args.depth))
+    pub = node.create_publisher(Image, args.topic, make_profile(args.qos, args.depth))
     deadline = time.time() + args.wait
     while pub.get_subscription_count() < args.subscribers and time.time() < deadline:
         time.sleep(0.05)
@@ -67,7 +61,7 @@ def subscribe(args: argparse.Namespace) -> dict:
         sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         lat.append((time.time() - sent) * 1e3)
 
-    node.create_subscription(Image, args.topic, on_image, _qos(args.qos, args.depth))
+    node.create_subscription(Image, args.topic, on_image, make_profile(args.qos, args.depth))
     start = time.time()
     last_n, last_t = 0, time.time()
     while time.time() - start < args.timeout and len(lat) < args.expect:

@@ -9,78 +9,38 @@ leaves a plausible-looking half bag behind.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import shutil
 import sys
-from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from . import image_codec
-from .engine import RESIDUE_MODES, DerainEngine, InputError, residue_to_image
-
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-
-
-class BagError(RuntimeError):
-    """The input bag cannot be read, or the output cannot be written."""
-
-
-def typestore():
-    """The rosbags message types of the ROS 2 release the wheels here come from."""
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
-
-
-def serialize_image(store, array: np.ndarray, encoding: str, header) -> bytes:
-    """An array as CDR bytes of a sensor_msgs/Image (rosbags types, no ROS needed)."""
-    fields = image_codec.encode(array, encoding)
-    fields["data"] = np.frombuffer(fields["data"], np.uint8)
-    return store.serialize_cdr(store.types[IMAGE_TYPE](header=header, **fields), IMAGE_TYPE)
-
-
-def _storage_of(path: Path) -> str:
-    meta = path / "metadata.yaml"
-    if meta.is_file() and "mcap" in meta.read_text():
-        return "mcap"
-    return "sqlite3"
-
-
-def open_reader(path: Path):
-    """A rosbags Reader, opened, with a clear error for a missing or unreadable bag."""
-    from rosbags.rosbag2 import Reader
-
-    if not path.exists():
-        raise BagError(f"no bag at {path}")
-    try:
-        reader = Reader(path)
-        reader.open()
-    except Exception as exc:
-        raise BagError(f"cannot open bag {path}: {type(exc).__name__}: {exc}") from exc
-    return reader
+from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, residue_to_image
+from pcnet_ros.ros import image_codec
+from pcnet_ros.tools.bagio import bag_writer, BagError, IMAGE_TYPE, open_reader, serialize_image, storage_of, typestore
+from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, OK, PARTIAL, ToolError
 
 
 def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | None = None,
                storage: str | None = None, residue: bool = True, residue_mode: str = "positive",
                progress: bool = True) -> dict[str, int]:
     """Write ``dst`` = ``src`` + derained (and residue) topics. Returns counts per kind."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     if dst.exists():
         raise BagError(f"output {dst} already exists; remove it or choose another name")
     store = typestore()
     reader = open_reader(src)
     tmp = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     counts = {"copied": 0, "derained": 0, "skipped": 0}
     try:
         image_conns = [c for c in reader.connections if c.msgtype == IMAGE_TYPE and (not topics or c.topic in topics)]
         if topics and {c.topic for c in image_conns} != set(topics):
             missing = set(topics) - {c.topic for c in image_conns}
             raise BagError(f"image topics not in bag {src}: {sorted(missing)}")
-        plugin = StoragePlugin.MCAP if (storage or _storage_of(src)) == "mcap" else StoragePlugin.SQLITE3
-        with Writer(tmp, version=9, storage_plugin=plugin) as writer:
+        if not image_conns:
+            raise BagError(f"bag {src} has no {IMAGE_TYPE} topics to derain" if reader.message_count else
+                           f"bag {src} is empty")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with bag_writer(tmp, storage or storage_of(src)) as writer:
             out_conns, derived = {}, {}
             for c in reader.connections:
                 out_conns[c.id] = writer.add_connection(
@@ -120,7 +80,10 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                                f"{type(exc).__name__}: {exc}") from exc
             finally:
                 bar.close()
-        tmp.rename(dst)
+        try:
+            tmp.rename(dst)
+        except OSError as exc:
+            raise BagError(f"cannot move the finished bag to {dst}: {exc}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -130,29 +93,26 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .weights import WeightsError, build_model
-
     ap = argparse.ArgumentParser(prog="pcnet-bag", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="exit status: 0 all derained, 1 some images skipped, 2 usage or input error "
+                                        "(nothing written)")
     ap.add_argument("input", type=Path, help="rosbag2 folder (sqlite3 or mcap)")
     ap.add_argument("output", type=Path, help="new bag folder (must not exist)")
     ap.add_argument("--topics", nargs="*", help="image topics to derain (default: all sensor_msgs/Image)")
     ap.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: as the input)")
-    ap.add_argument("--weights", default="light")
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--no-residue", action="store_true", help="do not write rain_residue topics")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
+    add_engine_args(ap)
     args = ap.parse_args(argv)
     try:
-        model, _ = build_model(args.weights)
-        counts = derain_bag(args.input, args.output, DerainEngine(model, device=args.device), args.topics,
-                            args.storage, not args.no_residue, args.residue_mode)
-    except (BagError, WeightsError) as exc:
-        print(f"pcnet-bag: {exc}; nothing was written to {args.output}", file=sys.stderr)
-        return 2
+        counts = derain_bag(args.input, args.output, engine_from_args(args), args.topics, args.storage,
+                            not args.no_residue, args.residue_mode)
+    except (BagError, ToolError) as exc:
+        return fail("pcnet-bag", f"{exc}; nothing was written to {args.output}")
     print(f"wrote {args.output}: {counts['copied']} messages copied, {counts['derained']} images derained"
           + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
-    return 1 if counts["skipped"] else 0
+    return PARTIAL if counts["skipped"] else OK
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 import torch
 
-from .model import PCNet, count_parameters
+from pcnet_ros.core.model import count_parameters, PCNet
+from pcnet_ros.paths import atomic_write, data_dirs
 
 #: Variants shipped in ``weights/``; the node's ``weights`` parameter accepts these names.
 BUNDLED = {"light": "pcnet_light.pth", "heavy": "pcnet_heavy.pth"}
@@ -22,19 +23,6 @@ BUNDLED = {"light": "pcnet_light.pth", "heavy": "pcnet_heavy.pth"}
 
 class WeightsError(RuntimeError):
     """A weights file is missing, unreadable or does not fit the model."""
-
-
-def data_dirs(sub: str) -> list[Path]:
-    """Where the package's ``sub`` folder (weights, config) may live: ament share dir, then source tree."""
-    dirs = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        dirs.append(Path(get_package_share_directory("pcnet_ros")) / sub)
-    except Exception:  # not installed through colcon, or no ament index at all
-        pass
-    dirs.append(Path(__file__).resolve().parent.parent / sub)
-    return dirs
 
 
 def weights_dirs() -> list[Path]:
@@ -122,9 +110,7 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, meta: Mapping[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().float().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"state_dict": sd, "meta": dict(meta or {})}, tmp)
-    os.replace(tmp, path)  # never leave a half-written file under the real name
+    atomic_write(path, lambda tmp: torch.save({"state_dict": sd, "meta": dict(meta or {})}, tmp))
 
 
 def build_model(weights: str | None, allow_random: bool = False, **config: Any) -> tuple[PCNet, dict[str, Any]]:

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+import sys
 from typing import Iterable
 
 import numpy as np
 from tqdm import tqdm
 
-from .engine import DerainEngine
-from .metrics import y_psnr_ssim
-from .pairs import list_clean, list_pairs, load_named_pairs, split_pairs, synthesize_pairs
+from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.training.metrics import y_psnr_ssim
+from pcnet_ros.training.pairs import list_clean, list_pairs, load_named_pairs, split_pairs, synthesize_pairs
 
 
 @dataclass
@@ -39,33 +39,30 @@ def score_pairs(engine: DerainEngine, pairs: Iterable[tuple[str, np.ndarray, np.
 def summarise(scores: list[PairScore]) -> dict[str, float]:
     if not scores:
         raise ValueError("no pairs were scored")
-    return {k: float(np.mean([getattr(s, k) for s in scores])) for k in ("psnr_in", "ssim_in", "psnr_out",
-                                                                          "ssim_out")}
+    keys = ("psnr_in", "ssim_in", "psnr_out", "ssim_out")
+    return {k: float(np.mean([getattr(s, k) for s in scores])) for k in keys}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .weights import WeightsError, build_model
+    from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, ToolError
 
     ap = argparse.ArgumentParser(prog="pcnet-eval", description=__doc__)
     ap.add_argument("data", nargs="+", help="paired folders holding rain/ and clean/ "
                                             "(with --synth: clean/ or plain image folders)")
-    ap.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
     ap.add_argument("--split", choices=["all", "val", "train"], default="all",
                     help="score only the held-out (every Nth) pairs, or the rest")
     ap.add_argument("--every", type=int, default=10, help="hold-out period used with --split")
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--max-side", type=int, default=0, help="downsize larger images first (0: never)")
     ap.add_argument("--synth", choices=["light", "heavy"],
                     help="score rain of this level synthesized onto the clean images instead of the folder's rain/")
     ap.add_argument("--seed", type=int, default=0, help="rain seed for --synth")
     ap.add_argument("--csv", type=Path, help="write per-image scores here")
+    add_engine_args(ap)
     args = ap.parse_args(argv)
     try:
-        model, meta = build_model(args.weights)
-    except WeightsError as exc:
-        print(f"pcnet-eval: {exc}", file=sys.stderr)
-        return 2
-    engine = DerainEngine(model, device=args.device)
+        engine = engine_from_args(args)
+    except ToolError as exc:
+        return fail("pcnet-eval", str(exc))
     rows = []
     print(f"{'set':<28}{'n':>4}  {'input PSNR/SSIM':>17}  {'PCNet PSNR/SSIM':>17}")
     for folder in args.data:

@@ -4,28 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from . import rain
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB, with a clear error when unreadable."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    if not cv2.imwrite(str(path), img):
-        raise ValueError(f"cannot write image {path}")
+from pcnet_ros.imageio import is_image, list_images, natural_key, read_rgb, resize_longest_side
+from pcnet_ros.training import rain
 
 
 def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
@@ -34,33 +16,17 @@ def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     rain_dir, clean_dir = root / "rain", root / "clean"
     if not rain_dir.is_dir() or not clean_dir.is_dir():
         raise FileNotFoundError(f"{root} must hold 'rain/' and 'clean/' folders")
-    clean = {p.name: p for p in clean_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
-    pairs = [(p, clean[p.name]) for p in sorted(rain_dir.iterdir(), key=_natural)
-             if p.suffix.lower() in IMAGE_EXTS and p.name in clean]
+    clean = {p.name: p for p in clean_dir.iterdir() if is_image(p)}
+    pairs = [(p, clean[p.name]) for p in sorted(rain_dir.iterdir(), key=natural_key) if is_image(p) and p.name in clean]
     if not pairs:
         raise FileNotFoundError(f"no matching rain/clean file names under {root}")
     return pairs
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, in natural name order (frame2 before frame10)."""
-    folder = Path(folder)
-    found = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural) \
-        if folder.is_dir() else []
-    if not found:
-        raise FileNotFoundError(f"no images under {folder}")
-    return found
 
 
 def list_clean(root: str | Path) -> list[tuple[Path, Path]]:
     """(clean, clean) paths from ``root/clean`` or, without it, ``root``: input for synthesized rain."""
     root = Path(root)
     return [(p, p) for p in list_images(root / "clean" if (root / "clean").is_dir() else root)]
-
-
-def _natural(p: Path):
-    import re
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
 def split_pairs(pairs: list, every: int) -> tuple[list, list]:
@@ -128,12 +94,7 @@ def load_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[tuple[
         r, c = read_rgb(rp), read_rgb(cp)
         if r.shape != c.shape:
             raise ValueError(f"size mismatch in pair {rp.name}: {r.shape} vs {c.shape}")
-        if max_side and max(r.shape[:2]) > max_side:
-            s = max_side / max(r.shape[:2])
-            size = (round(r.shape[1] * s), round(r.shape[0] * s))
-            r = cv2.resize(r, size, interpolation=cv2.INTER_AREA)
-            c = cv2.resize(c, size, interpolation=cv2.INTER_AREA)
-        out.append((r, c))
+        out.append((resize_longest_side(r, max_side), resize_longest_side(c, max_side)))
     return out
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 
 class FrameSlots:
+    """One slot per camera; ``dropped`` counts frames overwritten or cleared unprocessed."""
+
     def __init__(self, cameras: int) -> None:
         self._slots: list[Any] = [None] * cameras
         self.dropped = [0] * cameras
@@ -45,6 +47,27 @@ class FrameSlots:
                     self._next = (cam + 1) % n
                     return cam, item
             return None  # unreachable: wait_for guaranteed a frame
+
+    def pending(self) -> int:
+        """Frames waiting to be taken."""
+        with self._cv:
+            return sum(item is not None for item in self._slots)
+
+    def clear(self) -> int:
+        """Drop every waiting frame (counted as dropped); returns how many there were."""
+        with self._cv:
+            n = 0
+            for cam, item in enumerate(self._slots):
+                if item is not None:
+                    self.dropped[cam] += 1
+                    self._slots[cam] = None
+                    n += 1
+            return n
+
+    def count_drop(self, camera: int) -> None:
+        """A frame taken but not published because the outputs closed meanwhile."""
+        with self._cv:
+            self.dropped[camera] += 1
 
     def close(self) -> None:
         """Wake and release the consumer; later takes return None."""

@@ -14,23 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+from pathlib import Path
 import shutil
 import signal
 import sys
 import time
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from .engine import DerainEngine
-from .evaluate import score_pairs, summarise
-from .losses import PCNetLoss
-from .model import PCNet
-from .pairs import AUGMENTATIONS, PatchSampler, list_pairs, load_named_pairs, load_pairs, split_pairs, synthesize_pairs
-from .weights import load_weights, resolve_weights, save_weights
-
+from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.core.model import PCNet
+from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights
+from pcnet_ros.paths import atomic_write
+from pcnet_ros.training.evaluate import score_pairs, summarise
+from pcnet_ros.training.losses import PCNetLoss
+from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
+                                      split_pairs, synthesize_pairs)
 
 MODEL_SIZES = {"paper": {}, "tiny": {"n_feat": 8, "num_crb": 1, "num_rcab": 1}}
 
@@ -45,12 +45,6 @@ def lr_at(step: int, total: int, base: float, floor: float = 0.01, warmup: int =
         return base * (step + 1) / warmup
     t = min((step - warmup) / max(total - warmup, 1), 1.0)
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,16 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fine-tuning from {args.init}")
 
     def checkpoint() -> None:
-        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                      "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                      "state": state, "args": {k: str(v) for k, v in vars(args).items()}}, last)
+        ck = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+              "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+              "state": state, "args": {k: str(v) for k, v in vars(args).items()}}
+        atomic_write(last, lambda tmp: torch.save(ck, tmp))
 
     def bank() -> None:
         if args.bank:
-            args.bank.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.bank.with_suffix(".tmp")
-            shutil.copyfile(last, tmp)
-            os.replace(tmp, args.bank)
+            atomic_write(args.bank, lambda tmp: shutil.copyfile(last, tmp))
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     to_batch = lambda a: torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)  # noqa: E731

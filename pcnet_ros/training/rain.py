@@ -28,10 +28,10 @@ class RainParams:
         return asdict(self)
 
 
-LIGHT = dict(density=(0.004, 0.015), length=(8, 25), angle=(-25, 25), width=(1, 1), intensity=(0.35, 0.8),
-             blur=(0.3, 1.0), haze=(0.0, 0.0))
-HEAVY = dict(density=(0.02, 0.06), length=(20, 50), angle=(-35, 35), width=(1, 3), intensity=(0.5, 1.0),
-             blur=(0.5, 1.5), haze=(0.0, 0.15))
+LIGHT = {"density": (0.004, 0.015), "length": (8, 25), "angle": (-25, 25), "width": (1, 1), "intensity": (0.35, 0.8),
+         "blur": (0.3, 1.0), "haze": (0.0, 0.0)}
+HEAVY = {"density": (0.02, 0.06), "length": (20, 50), "angle": (-35, 35), "width": (1, 3), "intensity": (0.5, 1.0),
+         "blur": (0.5, 1.5), "haze": (0.0, 0.15)}
 LEVELS = {"light": LIGHT, "heavy": HEAVY}
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 
-from .bag import BagError, open_reader
+from pcnet_ros.tools.bagio import BagError, open_reader
 
 
 def _msg_class(msgtype: str):
@@ -39,7 +39,7 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
     import rclpy
     from rclpy.serialization import deserialize_message
 
-    from .qos import make_profile
+    from pcnet_ros.ros.qos import make_profile
 
     if rate <= 0:
         raise ValueError("rate must be > 0")

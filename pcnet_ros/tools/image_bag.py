@@ -1,6 +1,6 @@
 """Build a rosbag2 of camera frames from an image folder: the demo camera and test fixtures.
 
-    python -m pcnet_ros.demo_bag ../shared/data/real-rain-video/ra1 out/rain_demo --fps 10
+    python -m pcnet_ros.tools.image_bag ../shared/data/real-rain-video/ra1 out/rain_demo --fps 10
 
 Frames become sensor_msgs/Image (rgb8) on one topic at ``fps``, plus a
 std_msgs/String on /demo/note so tools can show that other topics survive.
@@ -8,30 +8,24 @@ std_msgs/String on /demo/note so tools can show that other topics survive.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+import sys
 
-import cv2
 import numpy as np
 
-from .pairs import list_images, read_rgb
+from pcnet_ros.imageio import list_images, read_rgb, resize_longest_side
+from pcnet_ros.tools.bagio import bag_writer, IMAGE_TYPE, serialize_image, typestore
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
 START_NS = 1_700_000_000 * 10**9
 
 
 def write_image_bag(frames: list[np.ndarray], out: Path, topic: str = "/camera/image_raw", fps: float = 10.0,
                     storage: str = "mcap", frame_id: str = "camera", note: bool = True) -> Path:
     """Write RGB uint8 frames as an Image topic at ``fps``; header stamps equal the bag timestamps."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from .bag import serialize_image, typestore
-
     store = typestore()
     Header, Time = (store.types[t] for t in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
     String = store.types["std_msgs/msg/String"]
-    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    with Writer(out, version=9, storage_plugin=plugin) as writer:
+    with bag_writer(out, storage) as writer:
         conn = writer.add_connection(topic, IMAGE_TYPE, typestore=store)
         note_conn = writer.add_connection("/demo/note", "std_msgs/msg/String", typestore=store) if note else None
         for i, rgb in enumerate(frames):
@@ -49,11 +43,7 @@ def load_frames(folder: Path, max_side: int = 0, limit: int = 0) -> list[np.ndar
         paths = paths[:limit]
     frames = []
     for p in paths:
-        rgb = read_rgb(p)
-        if max_side and max(rgb.shape[:2]) > max_side:
-            s = max_side / max(rgb.shape[:2])
-            rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
-        frames.append(rgb)
+        frames.append(resize_longest_side(read_rgb(p), max_side))
     return frames
 
 

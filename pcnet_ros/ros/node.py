@@ -1,0 +1,327 @@
+"""pcnet_node: subscribe to camera images, derain them in a dedicated thread, publish clean and residue.
+
+    ros2 run pcnet_ros pcnet_node --ros-args --params-file config/pcnet.yaml
+    python -m pcnet_ros.ros.node --ros-args --params-file config/pcnet.yaml
+
+This module only wires ROS to the pieces that do the work: parameters come from
+:mod:`.params`, every frame's fate is decided by :class:`.worker.DerainWorker`,
+statuses by :mod:`.diagnostics`.  :class:`Wiring` splits what the node owns into
+load / open / close / unload so that the managed (lifecycle) node maps its
+transitions onto the same code.  Headers are copied, never restamped.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
+
+from pcnet_ros.core.engine import DerainEngine, DerainResult, residue_to_image
+from pcnet_ros.core.weights import build_model, WeightsError
+from pcnet_ros.ros import image_codec, params
+from pcnet_ros.ros.diagnostics import CameraHealth
+from pcnet_ros.ros.qos import make_profile, matching_reliability
+from pcnet_ros.ros.stats import SequenceGaps
+from pcnet_ros.ros.transport import use_bundled_fastdds_profile
+from pcnet_ros.ros.worker import Decoded, DerainWorker, OutputsClosed, Settings
+
+
+class Camera:
+    """One input topic: its resolved name, outputs, subscription and health."""
+
+    def __init__(self, topic: str, resolved: str) -> None:
+        self.topic, self.resolved = topic, resolved
+        self.sub = None
+        self.reliability: str | None = None
+        self.pub_clean = None
+        self.pub_residue = None
+        self.gaps = SequenceGaps()
+        self.health = CameraHealth()
+
+
+def resolve_cameras(node: Node, values: dict[str, Any]) -> list[Camera]:
+    """Resolve input and output names now, so bad or duplicate names fail at start with one line."""
+    cams, seen = [], {}
+    for topic in values["input_topics"]:
+        try:
+            resolved = node.resolve_topic_name(topic)
+            for suffix in (values["output_suffix"], values["residue_suffix"]):
+                node.resolve_topic_name(f"{topic}/{suffix}")
+        except Exception as exc:  # InvalidTopicNameException and friends, with rcl's reason
+            raise params.ConfigError(f"input_topics: '{topic}' (with its output suffixes) is not a valid topic "
+                                     f"name: {str(exc).splitlines()[0]}") from None
+        if resolved in seen:
+            raise params.ConfigError(f"input_topics: '{seen[resolved]}' and '{topic}' are the same topic "
+                                     f"({resolved})")
+        seen[resolved] = topic
+        cams.append(Camera(topic, resolved))
+    return cams
+
+
+def _decode(msg: Image) -> Decoded:
+    arr, enc = image_codec.decode(msg)
+    return Decoded(arr, enc.bgr)
+
+
+class Wiring:
+    """What a pcnet node owns besides its parameters: the model and worker, topics, timers."""
+
+    def __init__(self, node: Node, values: dict[str, Any]) -> None:
+        self.node, self.values = node, values
+        self.cameras = resolve_cameras(node, values)
+        self.worker: DerainWorker | None = None
+        self.engine: DerainEngine | None = None
+        self._timers: list = []
+        self._open = False
+        self._publish_lock = threading.Lock()
+        # Housekeeping runs on steady time: with use_sim_time and no /clock yet, ROS-time timers never
+        # fire and the node would never subscribe.  Message stamps are never touched.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+
+    # ---- load / unload: the model and the inference thread ----------------------------------
+    def load(self) -> None:
+        v, log = self.values, self.node.get_logger()
+        model, meta = build_model(v["weights"] or None, allow_random=v["allow_random_weights"])
+        if meta.get("random"):
+            log.error("RUNNING WITH RANDOM WEIGHTS (allow_random_weights=true): output is noise")
+        self.engine = DerainEngine(model, device=v["device"], fp16=v["fp16"], num_threads=v["torch_threads"] or None,
+                                   backend=v["backend"])
+        log.info(f"PCNet on {self.engine.device} ({'fp16' if self.engine.fp16 else 'fp32'}, {v['backend']}), "
+                 f"weights: {meta.get('path', 'random')} (step {meta.get('step', '?')}, "
+                 f"val {meta.get('val_psnr_y', '?')} dB)")
+        self.worker = DerainWorker(self.engine, [c.resolved for c in self.cameras], _decode, self._publish,
+                                   Settings.from_params(v), log, warmup=v["warmup"],
+                                   is_shutting_down=lambda: not self.node.context.ok())
+        self.worker.start()
+
+    def unload(self) -> bool:
+        """Stop the thread and drop the model; False when a frame was still in the model (left to finish)."""
+        if self.worker is None:
+            return True
+        finished = self.worker.stop()
+        if not finished:
+            self.node.get_logger().info("inference thread busy with a frame; not waiting for it")
+        else:
+            self.engine.model = None
+            self.engine.release_cached_memory()
+        self.worker, self.engine = None, None
+        return finished
+
+    # ---- open / close: topics and timers ----------------------------------------------------
+    def open_topics(self) -> None:
+        v = self.values
+        out_qos = make_profile(v["output_qos"], v["output_qos_depth"])
+        for idx, cam in enumerate(self.cameras):
+            cam.pub_clean = self.node.create_publisher(Image, f"{cam.topic}/{v['output_suffix']}", out_qos)
+            cam.pub_residue = self.node.create_publisher(Image, f"{cam.topic}/{v['residue_suffix']}", out_qos)
+            if v["input_qos"] != "auto":
+                self._subscribe(idx, v["input_qos"])
+        self._open = True
+        if v["input_qos"] == "auto":
+            self._match_publishers()
+            self._timers.append(self.node.create_timer(0.5, self._match_publishers, clock=self._steady))
+        self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timers.append(self.node.create_timer(v["diagnostics_period"], self.publish_diagnostics,
+                                                   clock=self._steady))
+
+    def close_topics(self) -> None:
+        """Stop taking and publishing frames; the model stays loaded."""
+        with self._publish_lock:
+            self._open = False
+        for t in self._timers:
+            self.node.destroy_timer(t)
+        self._timers = []
+        for cam in self.cameras:
+            for attr in ("sub", "pub_clean", "pub_residue"):
+                ent = getattr(cam, attr)
+                if ent is not None:
+                    (self.node.destroy_subscription if attr == "sub" else self.node.destroy_publisher)(ent)
+                    setattr(cam, attr, None)
+            cam.reliability = None
+        if self.worker is not None:
+            self.worker.slots.clear()
+        if getattr(self, "_diag_pub", None) is not None:
+            self.node.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+
+    # ---- subscriptions ----------------------------------------------------------------------
+    def _subscribe(self, idx: int, qos_name: str) -> None:
+        cam = self.cameras[idx]
+        if cam.sub is not None:
+            self.node.destroy_subscription(cam.sub)
+        stats = self.worker.stats[idx]
+        events = SubscriptionEventCallbacks(message_lost=lambda info: stats.on_lost(info.total_count_change))
+        cam.sub = self.node.create_subscription(Image, cam.topic, lambda msg, info, i=idx: self._on_image(i, msg, info),
+                                                make_profile(qos_name, self.values["input_qos_depth"]),
+                                                event_callbacks=events)
+        cam.reliability = qos_name
+        self.node.get_logger().info(f"subscribed to {cam.sub.topic_name} with {qos_name} QoS")
+
+    def _match_publishers(self) -> None:
+        """Subscribe, or re-subscribe, with the reliability the topic's publishers offer."""
+        for idx, cam in enumerate(self.cameras):
+            want = matching_reliability([i.qos_profile for i in self.node.get_publishers_info_by_topic(cam.resolved)])
+            if want is not None and want != cam.reliability:
+                self._subscribe(idx, want)
+
+    def _on_image(self, idx: int, msg: Image, info: dict) -> None:
+        """Runs on the executor: validate (no copy) and park the message; never waits for the model."""
+        now = time.monotonic()
+        w = self.worker
+        w.received(idx, now)
+        gid = info.get("publisher_gid") or {}
+        missed = self.cameras[idx].gaps.update(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
+        if missed:
+            w.stats[idx].on_missed(missed)
+        try:
+            enc = image_codec.validate(msg)
+        except image_codec.MalformedImage as exc:  # checked here so junk never displaces a good frame
+            w.reject(idx, exc.reason, str(exc))
+            return
+        if w.admit(idx, msg.height, msg.width, enc.channels):
+            w.offer(idx, msg, now)
+
+    # ---- outputs ------------------------------------------------------------------------------
+    def _publish(self, idx: int, msg: Image, result: DerainResult | None, s: Settings) -> None:
+        cam = self.cameras[idx]
+        with self._publish_lock:
+            if not self._open:
+                raise OutputsClosed()
+            if result is None:                      # pass-through: the input message itself, untouched
+                cam.pub_clean.publish(msg)
+                return
+            out = Image()
+            image_codec.fill(out, result.clean, msg.encoding, msg.header)
+            cam.pub_clean.publish(out)
+            if s.publish_residue:
+                residue = Image()
+                image_codec.fill(residue, residue_to_image(result.residue, result.clean.dtype, s.residue_mode),
+                                 msg.encoding, msg.header)
+                cam.pub_residue.publish(residue)
+
+    def publish_diagnostics(self) -> None:
+        arr = DiagnosticArray()
+        arr.header.stamp = self.node.get_clock().now().to_msg()
+        w = self.worker
+        for idx, cam in enumerate(self.cameras):
+            extra = {"input_qos": cam.reliability or "none", "enabled": w.settings.enabled,
+                     "device": str(self.engine.device)}
+            arr.status.append(cam.health.status(f"{self.node.get_name()}: {cam.resolved}", str(self.engine.device),
+                                                w.stats[idx].snapshot(), w.dropped(idx), extra, cam.sub is not None))
+        self._diag_pub.publish(arr)
+
+    # ---- run-time parameters ----------------------------------------------------------------
+    def on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        new = dict(self.values)
+        for prm in changed:
+            why = params.check_change(prm.name, prm.value, self.values)
+            if why:
+                return SetParametersResult(successful=False, reason=why)
+            if prm.name in params.BY_NAME:
+                new[prm.name] = prm.value
+        settings = Settings.from_params(new)
+        if self.worker is not None and settings != self.worker.settings:
+            self.worker.settings = settings
+            self.node.get_logger().info(f"run-time parameters now {settings}")
+        self.values = new
+        return SetParametersResult(successful=True)
+
+
+class PCNetNode(Node):
+    """The plain node: loads the model and opens its topics at construction."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("pcnet", **kwargs)
+        values = params.declare_all(self)
+        self.wiring = Wiring(self, values)
+        self.wiring.load()
+        self.wiring.open_topics()
+        self.add_on_set_parameters_callback(self.wiring.on_set_parameters)
+
+    def shutdown(self) -> bool:
+        """Close topics and stop the thread; False when a frame is still inside torch."""
+        self.wiring.close_topics()
+        return self.wiring.unload()
+
+
+STARTUP_ERRORS = (WeightsError, params.ConfigError, ValueError, RuntimeError)
+
+
+def run(make_node: Callable[[], Node], name: str, argv: list[str] | None = None) -> int:
+    """Spin ``make_node()`` until SIGINT/SIGTERM; exit 0 however many signals arrive.
+
+    rclpy's own handlers are not installed: after the first signal they hand the
+    next one to Python as a KeyboardInterrupt in the middle of shutdown (a
+    terminal's Ctrl-C under ``ros2 launch`` delivers two).  Here every signal
+    only sets an event; the executor spins in a thread and the main thread
+    waits on the event, then shuts down in order.
+    """
+    profile = use_bundled_fastdds_profile()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = make_node()
+    except STARTUP_ERRORS as exc:
+        print(f"{name}: cannot start: {exc}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 1
+    if profile:
+        node.get_logger().info(f"FastDDS profile: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to override)")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    failed: list[BaseException] = []
+    spinner = threading.Thread(target=_spin, args=(executor, stop, failed), name="pcnet-executor", daemon=True)
+    spinner.start()
+    while not stop.wait(0.5):      # wakes on a signal, or when the executor ended by itself
+        if not spinner.is_alive():
+            break
+    finished = node.shutdown()
+    executor.shutdown(timeout_sec=0.5)
+    spinner.join(1.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    code = 0
+    if failed:
+        print(f"{name}: stopped by an error: {failed[0]!r}", file=sys.stderr, flush=True)
+        code = 1
+    if not finished:
+        # A frame is still inside torch. Interpreter teardown under a running torch thread
+        # aborts the process (std::terminate); everything worth flushing is flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event, failed: list) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+    except Exception as exc:  # a callback raised: stop the node rather than serve half-dead
+        failed.append(exc)
+    finally:
+        stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(PCNetNode, "pcnet_node", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

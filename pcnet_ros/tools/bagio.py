@@ -1,0 +1,78 @@
+"""rosbag2 files without ROS (the rosbags library): opening, the message types, Image serialization."""
+from __future__ import annotations
+
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pcnet_ros.ros import image_codec
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+
+
+class BagError(RuntimeError):
+    """The input bag cannot be read, or the output cannot be written."""
+
+
+def typestore():
+    """The rosbags message types of the ROS 2 release the wheels here come from."""
+    from rosbags.typesys import get_typestore, Stores
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def serialize_image(store, array: np.ndarray, encoding: str, header) -> bytes:
+    """An array as CDR bytes of a sensor_msgs/Image (rosbags types, no ROS needed)."""
+    fields = image_codec.encode(array, encoding)
+    fields["data"] = np.frombuffer(fields["data"], np.uint8)
+    return store.serialize_cdr(store.types[IMAGE_TYPE](header=header, **fields), IMAGE_TYPE)
+
+
+def storage_of(path: Path) -> str:
+    meta = path / "metadata.yaml"
+    if meta.is_file() and "mcap" in meta.read_text():
+        return "mcap"
+    return "sqlite3"
+
+
+def open_reader(path: Path):
+    """A rosbags Reader, opened, with a clear error for a missing or unreadable bag."""
+    from rosbags.rosbag2 import Reader
+
+    if not path.exists():
+        raise BagError(f"no bag at {path}")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:
+        raise BagError(f"cannot open bag {path}: {type(exc).__name__}: {exc}") from exc
+    return reader
+
+
+def writer_plugin(storage: str):
+    from rosbags.rosbag2 import StoragePlugin
+
+    return StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+
+
+@contextmanager
+def bag_writer(path: Path, storage: str) -> Iterator:
+    """An open rosbags Writer at ``path``; closed on success, aborted on any error."""
+    from rosbags.rosbag2 import Writer
+
+    try:
+        writer = Writer(path, version=9, storage_plugin=writer_plugin(storage))
+        writer.open()
+    except Exception as exc:  # parent is a file, read-only or /proc, disk full
+        raise BagError(f"cannot write a bag at {path}: {type(exc).__name__}: {exc}") from exc
+    try:
+        yield writer
+    except BaseException:
+        with suppress(Exception):
+            writer.abort()
+        raise
+    writer.close()

@@ -1,0 +1,80 @@
+"""What the command-line tools share: the engine flags, starting the node as a process, exit codes."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+from typing import Any, IO
+
+from pcnet_ros.core.engine import BACKENDS, DerainEngine
+from pcnet_ros.core.weights import build_model, WeightsError
+from pcnet_ros.paths import SOURCE_ROOT
+
+#: Exit codes of every tool: 0 all done, 1 done but some inputs skipped, 2 usage or input error.
+OK, PARTIAL, USAGE = 0, 1, 2
+
+
+class ToolError(RuntimeError):
+    """A usage or input problem: the tool prints it on one line and exits with USAGE."""
+
+
+def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "eager",
+                    backend_help: str = "inference backend") -> None:
+    """--weights --device --backend --fp16 --threads, alike in every tool."""
+    g = ap.add_argument_group("model")
+    g.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--backend", choices=BACKENDS, default=backend_default, help=backend_help)
+    g.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    if random_weights:
+        g.add_argument("--random-weights", action="store_true",
+                       help="ignore --weights and run an untrained model (plumbing tests only; output is noise)")
+
+
+def engine_from_args(args: argparse.Namespace) -> DerainEngine:
+    """The engine the flags describe; bad weights or device become a ToolError."""
+    random = bool(getattr(args, "random_weights", False))
+    try:
+        model, meta = build_model(None if random else args.weights, allow_random=random)
+        if meta.get("random"):
+            logging.warning("RUNNING WITH RANDOM WEIGHTS: output is meaningless")
+        return DerainEngine(model, device=args.device, fp16=args.fp16, backend=args.backend,
+                            num_threads=args.threads or None)
+    except (WeightsError, ValueError, RuntimeError) as exc:
+        raise ToolError(str(exc)) from None
+
+
+def fail(prog: str, message: str) -> int:
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    return USAGE
+
+
+def start_node(params: dict[str, Any], namespace: str = "/", log: IO | int = subprocess.DEVNULL,
+               params_file: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """pcnet_node as its own process, started as a user would (``--params-file``, ``-p`` overrides)."""
+    cmd = [sys.executable, "-m", "pcnet_ros.ros.node", "--ros-args"]
+    if params_file is not None:
+        cmd += ["--params-file", str(params_file)]
+    cmd += ["-r", f"__ns:={namespace}"]
+    for k, v in params.items():
+        cmd += ["-p", f"{k}:={json.dumps(v)}"]
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=SOURCE_ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10) -> int:
+    """Signal the node and wait; kill it if it does not end in ``timeout`` s. Returns the exit code."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

@@ -1,0 +1,92 @@
+"""pcnet-derain: derain an image file, a folder or a glob; write clean, residue and comparison images.
+
+Exit status: 0 all derained, 1 some inputs skipped (unreadable), 2 usage error
+(no inputs, bad weights or device, an output that cannot be written or would
+overwrite an input).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+from pathlib import Path
+import sys
+
+from tqdm import tqdm
+
+from pcnet_ros.core.engine import InputError, RESIDUE_MODES, residue_to_image
+from pcnet_ros.imageio import ImageIOError, is_image, natural_key, read_any, write_image
+from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, OK, PARTIAL, ToolError
+from pcnet_ros.tools.visual import amplify, side_by_side
+
+
+def collect_inputs(spec: str) -> list[Path]:
+    """A file, a folder (its images, in natural order) or a glob pattern -> image paths."""
+    p = Path(spec)
+    if p.is_file():
+        return [p]
+    found = p.iterdir() if p.is_dir() else (Path(q) for q in glob.glob(spec))
+    return sorted((q for q in found if q.is_file() and is_image(q)), key=natural_key)
+
+
+def plan_outputs(inputs: list[Path], spec: str, output: Path) -> dict[Path, Path]:
+    """Input -> clean output path; refuses outputs that are files where a folder is needed or hit an input."""
+    single = len(inputs) == 1 and Path(spec).is_file() and is_image(output) and not output.is_dir()
+    if not single and output.exists() and not output.is_dir():
+        raise ToolError(f"output {output} is an existing file; give a folder for {len(inputs)} input image(s)")
+    plan = {src: output if single else output / src.name for src in inputs}
+    targets = {}
+    for src, dst in plan.items():
+        for path in (dst, dst.with_name(dst.stem + "_residue.png"), dst.with_name(dst.stem + "_compare.jpg")):
+            targets[path.resolve()] = src
+    clash = [src for src in inputs if src.resolve() in targets]
+    if clash:
+        raise ToolError(f"writing to {output} would overwrite input {clash[0]}; choose another output folder")
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pcnet-derain", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", help="image file, folder, or quoted glob such as 'frames/*.jpg'")
+    ap.add_argument("output", type=Path, help="output folder (or an image path when the input is one file)")
+    ap.add_argument("--residue", action="store_true", help="also write NAME_residue.png")
+    ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
+    ap.add_argument("--compare", action="store_true", help="also write NAME_compare.jpg: rainy | clean | residue")
+    add_engine_args(ap, random_weights=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    inputs = collect_inputs(args.input)
+    if not inputs:
+        return fail("pcnet-derain", f"no images found at '{args.input}'")
+    try:
+        plan = plan_outputs(inputs, args.input, args.output)
+        engine = engine_from_args(args)
+    except ToolError as exc:
+        return fail("pcnet-derain", str(exc))
+    skipped = 0
+    try:
+        for src, dst in tqdm(plan.items(), desc="derain", unit="img", disable=len(plan) == 1):
+            try:
+                img = read_any(src)
+                res = engine.derain(img, bgr=img.ndim == 3)
+            except (ImageIOError, InputError) as exc:
+                tqdm.write(f"skipping {src}: {exc}")
+                skipped += 1
+                continue
+            write_image(dst, res.clean)
+            residue = residue_to_image(res.residue, img.dtype, args.residue_mode)
+            if args.residue:
+                write_image(dst.with_name(dst.stem + "_residue.png"), residue)
+            if args.compare:
+                strip = side_by_side([img, res.clean, amplify(residue)], ["rainy", "PCNet clean", "rain residue x4"])
+                write_image(dst.with_name(dst.stem + "_compare.jpg"), strip)
+    except (ImageIOError, OSError) as exc:   # the output went away or filled up: stop, say so
+        return fail("pcnet-derain", str(exc))
+    print(f"derained {len(plan) - skipped} image(s) into {args.output}" + (f", skipped {skipped}" if skipped else ""))
+    return PARTIAL if skipped else OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The parameter table is the one source: the shipped params file, the README table and the checks follow it."""
+import pytest
+import yaml
+
+from pcnet_ros.ros import params
+from ros_harness import ROOT
+
+
+def test_shipped_params_file_is_generated_from_the_table():
+    assert (ROOT / "config" / "pcnet.yaml").read_text() == params.yaml_text(), \
+        "regenerate: python -m pcnet_ros.ros.params --yaml > config/pcnet.yaml"
+    shipped = yaml.safe_load(params.yaml_text())["/**"]["ros__parameters"]
+    assert shipped == {p.name: p.default for p in params.PARAMS}
+
+
+def test_readme_parameter_table_is_generated_from_the_table():
+    assert params.markdown_table() in (ROOT / "README.md").read_text(), \
+        "regenerate: python -m pcnet_ros.ros.params --markdown, and paste it into README.md"
+
+
+def test_defaults_pass_their_own_checks():
+    params.check_all({p.name: p.default for p in params.PARAMS})
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("residue_mode", "bogus", "residue_mode must be one of positive, signed"),
+    ("max_input_size", -1, "max_input_size must be >= 0"),
+    ("max_input_size", 2.5, "max_input_size must be an integer"),
+    ("enabled", "yes", "enabled must be a bool"),
+    ("device", "cuda", "device is read-only"),
+])
+def test_run_time_changes_are_checked(name, value, message):
+    assert message in params.check_change(name, value, {})
+
+
+def test_run_time_changes_that_are_fine():
+    assert params.check_change("max_input_size", 640, {}) is None
+    assert params.check_change("use_sim_time", True, {}) is None      # not ours: rclpy handles it
+    assert set(params.RUNTIME_NAMES) == {"enabled", "publish_residue", "residue_mode", "max_input_size",
+                                         "oversize_policy", "max_frame_memory_mb"}

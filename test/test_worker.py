@@ -1,0 +1,132 @@
+"""DerainWorker's per-frame rules and counters, without DDS: every frame ends as exactly one counted outcome."""
+import time
+
+import numpy as np
+import pytest
+
+from pcnet_ros.core.engine import DerainEngine, estimate_frame_bytes
+from pcnet_ros.ros.image_codec import MalformedImage
+from pcnet_ros.ros.stats import SequenceGaps
+from pcnet_ros.ros.worker import Decoded, DerainWorker, Outcome, OutputsClosed, Settings
+
+
+class Sink:
+    """Collects what the worker publishes; can be told to fail."""
+
+    def __init__(self):
+        self.items, self.fail_with = [], None
+
+    def __call__(self, camera, payload, result, settings):
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.items.append((camera, payload, result, settings))
+
+
+def _decode(payload):
+    if isinstance(payload, str):
+        raise MalformedImage("short_data", payload)
+    return Decoded(payload, bgr=False)
+
+
+@pytest.fixture
+def worker(tiny_model):
+    sink = Sink()
+    w = DerainWorker(DerainEngine(tiny_model, device="cpu"), ["/a", "/b"], _decode, sink, Settings(), warmup=False)
+    w.sink = sink
+    return w
+
+
+def _img(rng, h=24, w=32):
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_derained_frames_are_published_with_their_result(worker, rng):
+    img = _img(rng)
+    assert worker.process(0, img, 0.0) is Outcome.DERAINED
+    [(cam, payload, result, _)] = worker.sink.items
+    assert cam == 0 and payload is img and result.clean.shape == img.shape
+    np.testing.assert_array_equal(result.clean.astype(np.int32) + result.residue, img)
+    assert worker.stats[0].published == 1
+
+
+def test_pass_through_is_not_a_rejection(worker, rng):
+    worker.settings = Settings(enabled=False)
+    assert worker.process(1, "not even decoded", 0.0) is Outcome.PASSED_THROUGH
+    [(_, payload, result, _)] = worker.sink.items
+    assert payload == "not even decoded" and result is None          # the input itself goes out
+    assert worker.stats[1].published == 1 and sum(worker.stats[1].rejected.values()) == 0
+
+
+def test_malformed_and_bad_input_are_rejected_by_reason(worker):
+    assert worker.process(0, "cut short", 0.0) is Outcome.REJECTED
+    assert worker.process(0, np.zeros((4, 4, 3), np.float32), 0.0) is Outcome.REJECTED
+    assert dict(worker.stats[0].rejected) == {"short_data": 1, "bad_input": 1}
+    assert worker.sink.items == []
+
+
+def test_oversize_downscales_or_refuses(worker, rng):
+    img = _img(rng, 40, 64)
+    worker.settings = Settings(max_input_size=32)
+    assert worker.process(0, img, 0.0) is Outcome.DERAINED
+    assert worker.sink.items[-1][2].clean.shape == img.shape           # full size out
+    worker.settings = Settings(max_input_size=32, oversize_policy="refuse")
+    assert worker.process(0, img, 0.0) is Outcome.REJECTED
+    assert worker.stats[0].rejected["oversize"] == 1
+    assert not worker.admit(0, 40, 64, 3) and worker.stats[0].rejected["oversize"] == 2   # also at the callback
+
+
+def test_a_huge_frame_is_refused_before_it_costs_memory(worker):
+    """8000x8000 once needed 9.2 GB before the allocator failed; the defaults now refuse it up front."""
+    s = Settings()
+    assert s.max_input_size == 1920 and s.max_frame_memory_mb == 4096
+    assert estimate_frame_bytes(8000, 8000, 3, 1920) > 4096 * 2**20
+    assert not worker.admit(0, 8000, 8000, 3)
+    assert worker.admit(0, 1080, 1920, 3)                              # a camera frame still fits
+    assert worker.stats[0].rejected["oversize"] == 1
+    worker.settings = Settings(enabled=False)
+    assert worker.admit(0, 8000, 8000, 3)                              # pass-through never runs the model
+
+
+def test_inference_and_publish_errors_are_counted_and_survived(worker, rng, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("CUDA out of memory")
+    monkeypatch.setattr(worker.engine, "derain", boom)
+    assert worker.process(0, _img(rng), 0.0) is Outcome.FAILED
+    monkeypatch.undo()
+    worker.sink.fail_with = RuntimeError("publisher gone")
+    assert worker.process(0, _img(rng), 0.0) is Outcome.FAILED
+    assert worker.stats[0].errors == 2
+    worker.sink.fail_with = OutputsClosed()
+    assert worker.process(0, _img(rng), 0.0) is Outcome.DISCARDED      # deactivating: a drop, not an error
+    assert worker.stats[0].errors == 2 and worker.dropped(0) == 1
+    worker.sink.fail_with = None
+    assert worker.process(0, _img(rng), 0.0) is Outcome.DERAINED        # and it keeps serving
+
+
+def test_thread_serves_newest_frames_round_robin_and_counts_every_frame(worker, rng):
+    worker.start()
+    try:
+        for k in range(6):
+            worker.received(k % 2)
+            worker.offer(k % 2, _img(rng))
+        worker.received(0)
+        worker.reject(0, "zero_size", "0x0")
+        deadline = time.monotonic() + 30
+        while worker.slots.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        assert worker.stop(timeout=30)
+    for cam in (0, 1):
+        st = worker.stats[cam]
+        assert st.received == st.published + worker.dropped(cam) + sum(st.rejected.values())
+    assert {c for c, *_ in worker.sink.items} == {0, 1}
+
+
+def test_sequence_gaps_count_what_never_reached_the_callback():
+    g = SequenceGaps()
+    assert g.update(b"pubA", 10) == 0            # the first sample seen only starts the count
+    assert g.update(b"pubA", 11) == 0
+    assert g.update(b"pubA", 15) == 3            # 12, 13, 14 were cut from the queue or lost
+    assert g.update(b"pubB", 3) == 0             # publishers are counted apart
+    assert g.update(b"pubA", 14) == 0            # late or repeated samples are not gaps
+    assert g.update(b"pubA", None) == 0          # an RMW without sequence numbers
