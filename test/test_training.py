@@ -203,3 +203,75 @@ def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):
     assert meta["step"] in (2, 4)                                  # counts the fine-tuning only
     assert train.main(args[:-2] + ["--steps", "6", "--export", str(export)]) == 0   # resumed: still recorded
     assert torch.load(tmp_path / "run" / "last.pth", weights_only=False)["state"]["fine_tuned_from"]["step"] == 50
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_training_step_lowers_the_loss_in_either_precision(pair_dir, tmp_path, precision):
+    out = tmp_path / precision
+    assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
+                       "--model-size", "tiny", "--log-every", "1", "--eval-every", "1000", "--quiet",
+                       "--device", "cpu", "--steps", "40", "--precision", precision]) == 0
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.02
+    sd = torch.load(out / "last.pth", weights_only=False)["model"]
+    assert all(v.dtype == torch.float32 for v in sd.values() if v.is_floating_point())   # weights stay fp32
+
+
+def _streak_folder(tmp_path, rng, n=4):
+    """Small white-streak-on-black layers, as the Garg database holds them."""
+    import cv2
+
+    for i in range(n):
+        layer = np.zeros((64, 96), np.uint8)
+        for _ in range(40):
+            x, y = rng.integers(0, 96), rng.integers(0, 64)
+            cv2.line(layer, (int(x), int(y)), (int(x) + 2, int(y) + 14), int(rng.integers(120, 240)), 1)
+        write_rgb(tmp_path / "streaks" / f"{i}.png", np.repeat(layer[:, :, None], 3, axis=2))
+    return tmp_path / "streaks"
+
+
+def test_streak_compositor_is_reproducible_adds_light_and_stays_in_range(tmp_path, rng):
+    from pcnet_ros.training.streaks import composite, StreakBank
+
+    bank = StreakBank(_streak_folder(tmp_path, rng))
+    clean = _scene(rng, 80, 120)
+    a = composite(clean, bank, np.random.default_rng(5))
+    b = composite(clean, bank, np.random.default_rng(5))
+    c = composite(clean, bank, np.random.default_rng(6))
+    np.testing.assert_array_equal(a, b)                              # reproducible per seed
+    assert not np.array_equal(a, c)
+    assert a.dtype == np.uint8 and a.shape == clean.shape
+    assert (a.astype(int) >= clean.astype(int) - 1).all()           # screen blend: rain only adds light
+    light = composite(clean, bank, np.random.default_rng(5), "light")
+    assert (light.astype(int) - clean).mean() < (a.astype(int) - clean).mean()
+    white = composite(np.full((40, 40, 3), 255, np.uint8), bank, np.random.default_rng(1))
+    assert white.max() == 255 and white.min() >= 200                 # never past the top of the range
+
+
+def test_streak_rain_on_real_layers_is_as_heavy_as_raintrainh():
+    """Calibration: on the real Garg layers the heavy style lands near RainTrainH's input PSNR (15.3 dB)."""
+    from pcnet_ros.imageio import read_rgb
+    from pcnet_ros.training.streaks import composite, StreakBank
+
+    bank = StreakBank(shared_or_skip("rain-streaks-garg06"), limit=60)
+    cleans = sorted(shared_or_skip("rain100l-train", "clean").iterdir())[:8]
+    scores = [y_psnr_ssim(composite(read_rgb(p), bank, np.random.default_rng(i)), read_rgb(p))[0]
+              for i, p in enumerate(cleans)]
+    assert 13.0 < np.mean(scores) < 19.0, scores
+
+
+def test_heavy_training_on_streaks_selects_on_the_validation_folders(pair_dir, tmp_path, rng):
+    held = tmp_path / "held"
+    for i in range(3):
+        clean = _scene(rng)
+        write_rgb(held / "clean" / f"{i}.png", clean)
+        write_rgb(held / "rain" / f"{i}.png", rain.add_rain(clean, rain.random_params(rng, "heavy"), rng))
+    out = tmp_path / "run"
+    assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "2", "--patch", "32",
+                       "--model-size", "tiny", "--eval-every", "5", "--quiet", "--device", "cpu", "--steps", "10",
+                       "--synth-prob", "1.0", "--synth-level", "heavy", "--streaks", str(_streak_folder(tmp_path, rng)),
+                       "--val-data", str(held), "--val-every", "3"]) == 0
+    meta = torch.load(out / "best.pth", weights_only=True)["meta"]
+    assert meta["val_images"] == 3 and meta["val_data"] == [str(held)] and meta["streaks"]
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "val_psnr" in line]
+    assert logged and all("split_psnr" in r for r in logged)        # the held-out split is still reported

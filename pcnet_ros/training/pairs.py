@@ -8,6 +8,7 @@ import numpy as np
 
 from pcnet_ros.imageio import is_image, list_images, natural_key, read_rgb, resize_longest_side
 from pcnet_ros.training import rain
+from pcnet_ros.training.streaks import composite, StreakBank
 
 
 def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
@@ -58,6 +59,7 @@ class PatchSampler:
     synth_level: str = "light"
     seed: int = 0
     aug: str = "dihedral"
+    streaks: "StreakBank | None" = None        # synthesize with the streak compositor instead of procedurally
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -77,7 +79,7 @@ class PatchSampler:
             r = rainy[y:y + self.patch, x:x + self.patch]
             c = clean[y:y + self.patch, x:x + self.patch]
             if self.synth_prob and self.rng.random() < self.synth_prob:
-                r = rain.add_rain(c, rain.random_params(self.rng, self.synth_level), self.rng)
+                r = render_rain(np.ascontiguousarray(c), self.synth_level, self.rng, self.streaks)
             k = int(self.rng.integers(8)) if self.aug == "dihedral" else 2 * int(self.rng.integers(4))
             # flips only: k in {0, 2, 4, 6} = identity, half turn, h-flip, v-flip
             r, c = dihedral(r, k), dihedral(c, k)
@@ -103,8 +105,16 @@ def load_named_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[
     return [(rp.name, r, c) for (rp, _), (r, c) in zip(paths, load_pairs(paths, max_side))]
 
 
+def render_rain(clean: np.ndarray, level: str, rng: np.random.Generator, streaks: "StreakBank | None" = None,
+                ) -> np.ndarray:
+    """Rain of ``level`` on a clean uint8 RGB image: streak layers when a bank is given, else procedural."""
+    if streaks is not None:
+        return composite(clean, streaks, rng, level)
+    return rain.add_rain(clean, rain.random_params(rng, level), rng)
+
+
 def synthesize_pairs(triples: list[tuple[str, np.ndarray, np.ndarray]], level: str,
-                     seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+                     seed: int = 0, streaks: "StreakBank | None" = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Replace each rainy image by rain synthesized on its clean image.
 
     Gives a heavy-rain validation set where real heavy pairs are few, and a
@@ -114,5 +124,6 @@ def synthesize_pairs(triples: list[tuple[str, np.ndarray, np.ndarray]], level: s
     out = []
     for i, (name, _, clean) in enumerate(triples):
         rng = np.random.default_rng([seed, i])
-        out.append((f"synth-{level}/{name}", rain.add_rain(clean, rain.random_params(rng, level), rng), clean))
+        kind = f"streaks-{level}" if streaks is not None else f"synth-{level}"
+        out.append((f"{kind}/{name}", render_rain(clean, level, rng, streaks), clean))
     return out

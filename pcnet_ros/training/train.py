@@ -31,6 +31,7 @@ from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       split_pairs, synthesize_pairs)
+from pcnet_ros.training.streaks import StreakBank
 
 MODEL_SIZES = {"paper": {}, "tiny": {"n_feat": 8, "num_crb": 1, "num_rcab": 1}}
 
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--synth-level", default="light", choices=["light", "heavy"])
     ap.add_argument("--val-synth", choices=["light", "heavy"],
                     help="also validate on rain of this level synthesized onto the held-out clean images")
+    ap.add_argument("--streaks", type=Path,
+                    help="folder of rendered rain-streak layers (e.g. ../shared/data/rain-streaks-garg06): "
+                         "synthesized rain is composited from them (RainMix style) instead of drawn procedurally")
+    ap.add_argument("--val-data", action="append", default=[],
+                    help="paired folder used only for validation (all its pairs); repeatable. When given, the "
+                         "best weights are chosen on these sets alone")
     ap.add_argument("--init", help="start from these weights (fine-tuning); ignored when resuming")
     ap.add_argument("--continue-schedule", action="store_true",
                     help="with --init: take step, best score and time from the weights' metadata")
@@ -105,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         val_paths += va
     if args.max_val:
         val_paths = val_paths[:args.max_val]
+    streak_bank = StreakBank(args.streaks) if args.streaks else None
     sampler = PatchSampler(load_pairs(train_paths, args.max_side), args.patch, args.synth_prob, args.synth_level,
-                           args.seed, args.aug)
+                           args.seed, args.aug, streak_bank)
     val = load_named_pairs(val_paths, args.max_side)
     if args.val_synth:
-        val += synthesize_pairs(val, args.val_synth, seed=args.seed)
+        val += synthesize_pairs(val, args.val_synth, seed=args.seed, streaks=streak_bank)
+    select = [t for d in args.val_data for t in load_named_pairs(list_pairs(d), args.max_side)]
 
     model = PCNet(**MODEL_SIZES[args.model_size])
     engine = DerainEngine(model, device=args.device, channels_last=True)   # moves the model, shares its weights
@@ -161,13 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     to_batch = lambda a: torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)  # noqa: E731
     ema = {"data": 0.0, "compute": 0.0}
 
-    def validate() -> float:
+    def validate() -> tuple[float, dict]:
+        """Mean Y-PSNR of the selection set (--val-data when given, else the held-out split), and all scores."""
         model.eval()
-        s = summarise(score_pairs(engine, val))
+        s = summarise(score_pairs(engine, select or val))
+        if select and val:
+            s.update({f"split_{k}": v for k, v in summarise(score_pairs(engine, val)).items()})
         model.train()
         return s["psnr_out"], s
 
-    if state["step"] == 0 and state["best_psnr"] < 0 and args.init and val:
+    if state["step"] == 0 and state["best_psnr"] < 0 and args.init and (val or select):
         # a restart or fine-tune never exports weights worse on this validation set than those it started from
         state["best_psnr"], s0 = validate()
         state["history"].append({"step": 0, "val_psnr": state["best_psnr"], "elapsed_s": 0.0, "pixel_samples": 0})
@@ -203,16 +215,20 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{state['best_psnr']:.2f}",
                             data=f"{ema['data']:.3f}s", compute=f"{ema['compute']:.3f}s")
             rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
-            if val and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
+            if (val or select) and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
                 psnr, s = validate()
                 rec.update(val_psnr=round(psnr, 3), val_ssim=round(s["ssim_out"], 4),
                            val_psnr_input=round(s["psnr_in"], 3))
+                if "split_psnr_out" in s:
+                    rec.update(split_psnr=round(s["split_psnr_out"], 3))
                 state["history"].append({"step": state["step"], "val_psnr": psnr, "elapsed_s": state["elapsed_s"],
                                          "pixel_samples": state["pixel_samples"], "lr": lr})
                 if psnr > state["best_psnr"]:
                     state["best_psnr"] = psnr
                     meta = {"step": state["step"], "val_psnr_y": round(psnr, 3), "val_ssim_y": round(s["ssim_out"], 4),
-                            "val_input_psnr_y": round(s["psnr_in"], 3), "val_images": len(val),
+                            "val_input_psnr_y": round(s["psnr_in"], 3), "val_images": len(select or val),
+                            "val_data": [str(d) for d in args.val_data] or None,
+                            "streaks": str(args.streaks) if args.streaks else None,
                             "train_images": len(train_paths), "data": [str(d) for d in args.data],
                             "synth_prob": args.synth_prob, "synth_level": args.synth_level,
                             "val_synth": args.val_synth, "fine_tuned_from": state.get("fine_tuned_from"),
@@ -223,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                     save_weights(model, args.out / "best.pth", meta)
                     if args.export:
                         save_weights(model, args.export, meta)
+                split = f"; held-out split {s['split_psnr_out']:.2f}" if "split_psnr_out" in s else ""
                 tqdm.write(f"step {state['step']}: val Y-PSNR {psnr:.2f} dB (input {s['psnr_in']:.2f}), "
-                           f"best {state['best_psnr']:.2f}")
+                           f"best {state['best_psnr']:.2f}{split}")
                 checkpoint()
                 bank()
             if state["step"] % args.log_every == 0 or "val_psnr" in rec:
