@@ -23,16 +23,17 @@ setup(
     maintainer_email="maintainers@pcnet-ros.invalid",
     description="Real-time rain removal for ROS 2 camera streams with PCNet",
     license="MIT",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "pcnet_node = pcnet_ros.ros.node:main",
+            "pcnet_lifecycle_node = pcnet_ros.ros.lifecycle_node:main",
             "pcnet-derain = pcnet_ros.tools.derain:main",
             "pcnet-train = pcnet_ros.training.train:main",
             "pcnet-eval = pcnet_ros.training.evaluate:main",
             "pcnet-bag = pcnet_ros.tools.bag:main",
             "pcnet-play = pcnet_ros.tools.play:main",
             "pcnet-bench = pcnet_ros.tools.bench:main",
+            "pcnet-export = pcnet_ros.tools.export:main",
         ],
     },
 )

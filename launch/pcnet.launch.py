@@ -3,6 +3,7 @@
     ros2 launch pcnet_ros pcnet.launch.py input_topic:=/camera/image_raw device:=cuda
     ros2 launch pcnet_ros pcnet.launch.py params_file:=my_cameras.yaml
     ros2 launch pcnet_ros pcnet.launch.py input_topics:="[/cam_front/image_raw, /cam_rear/image_raw]"
+    ros2 launch pcnet_ros pcnet.launch.py lifecycle:=true autostart:=false   # managed: bring-up configures it
 
 An empty argument (the default) leaves the params file's value in force, so a
 multi-camera params file is never silently reduced to one topic.
@@ -11,9 +12,13 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 import yaml
 
 #: Launch arguments that override a node parameter when given (name: meaning).
@@ -58,20 +63,33 @@ def overrides(given: dict[str, str]) -> dict:
     return params
 
 
+def _change(node, transition: int) -> EmitEvent:
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
+
+
 def _node(context):
     params = overrides({name: LaunchConfiguration(name).perform(context) for name in OVERRIDES})
     profile = LaunchConfiguration("fastdds_profile").perform(context)
-    return [Node(
-        package="pcnet_ros",
-        executable="pcnet_node",
-        name="pcnet",
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file")] + ([params] if params else []),
+    managed = _bool("lifecycle", LaunchConfiguration("lifecycle").perform(context))
+    kwargs = {
+        "package": "pcnet_ros",
+        "name": "pcnet",
+        "namespace": LaunchConfiguration("namespace"),
+        "output": "screen",
+        "emulate_tty": True,
+        "parameters": [LaunchConfiguration("params_file")] + ([params] if params else []),
         # empty: the node picks its bundled large-buffer profile unless FASTDDS_DEFAULT_PROFILES_FILE is set
-        additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else None,
-    )]
+        "additional_env": {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else None,
+    }
+    if not managed:
+        return [Node(executable="pcnet_node", **kwargs)]
+    node = LifecycleNode(executable="pcnet_lifecycle_node", **kwargs)
+    if not _bool("autostart", LaunchConfiguration("autostart").perform(context)):
+        return [node]
+    return [node,
+            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive",
+                                                   entities=[_change(node, Transition.TRANSITION_ACTIVATE)])),
+            _change(node, Transition.TRANSITION_CONFIGURE)]
 
 
 def generate_launch_description():
@@ -82,6 +100,11 @@ def generate_launch_description():
                               description="node parameters (see config/pcnet.yaml)"),
         *[DeclareLaunchArgument(name, default_value="", description=f"{doc} (empty: the params file's)")
           for name, doc in OVERRIDES.items()],
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="true: start the managed node (pcnet_lifecycle_node)"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="with lifecycle:=true, configure and activate it at once; false leaves "
+                                          "it unconfigured for your bring-up manager"),
         DeclareLaunchArgument("fastdds_profile", default_value="",
                               description="FastDDS XML profile for the node (empty: $FASTDDS_DEFAULT_PROFILES_FILE, "
                                           "else the bundled large-buffer one); see README, Transport"),

@@ -110,7 +110,7 @@ class NodeProcess:
     """pcnet_node started exactly as a user would, with a params file, in its own process."""
 
     def __init__(self, params: dict, namespace: str, workdir: Path, env: dict | None = None,
-                 params_file: Path | None = None) -> None:
+                 params_file: Path | None = None, module: str = "pcnet_ros.ros.node") -> None:
         self.namespace = namespace
         workdir.mkdir(parents=True, exist_ok=True)
         self.params_file = params_file or workdir / f"{namespace.strip('/')}.yaml"
@@ -118,7 +118,8 @@ class NodeProcess:
             self.params_file.write_text(json.dumps({"/**": {"ros__parameters": params}}, indent=1))
         self.log_path = workdir / f"{namespace.strip('/')}.log"
         self._log = open(self.log_path, "w")
-        self.proc = start_node(params if params_file is not None else {}, namespace, self._log, self.params_file, env)
+        self.proc = start_node(params if params_file is not None else {}, namespace, self._log, self.params_file, env,
+                               module)
 
     def log(self) -> str:
         return self.log_path.read_text()

@@ -104,7 +104,7 @@ def test_cli_usage_errors_are_status_2_with_one_line(tmp_path, capsys, frames):
         conn = w.add_connection("/note", "std_msgs/msg/String", typestore=STORE)
         w.write(conn, 1, STORE.serialize_cdr(STORE.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
     assert bag.main([str(notes), str(tmp_path / "o2"), "--device", "cpu"]) == 2
-    assert "no sensor_msgs/msg/Image topics" in capsys.readouterr().err
+    assert "no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage topics" in capsys.readouterr().err
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
@@ -112,3 +112,35 @@ def test_every_tool_takes_the_same_engine_flags(tmp_path, frames):
     src = write_image_bag(frames[:2], tmp_path / "in")
     assert bag.main([str(src), str(tmp_path / "out"), "--weights", "light", "--device", "cpu",
                      "--backend", "eager", "--threads", "1"]) == 0
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_compressed_topics_from_real_jpeg_frames(tmp_path, tiny_model, storage):
+    """A camera's JPEG stream in a bag is derained into CompressedImage topics, in batches."""
+    from conftest import shared_or_skip
+    from pcnet_ros.tools.image_bag import load_files
+
+    jpegs = load_files(shared_or_skip("real-rain-video", "rb2"), limit=5)
+    src = write_image_bag(jpegs, tmp_path / "in", topic="/cam/image_raw/compressed", fps=5, storage=storage)
+    counts = bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False, batch=2)
+    assert counts == {"copied": 5 + 1, "derained": 5, "skipped": 0}
+    out = _read(tmp_path / "out")
+    rainy, clean, residue = (out[t] for t in ("/cam/image_raw/compressed", "/cam/image_raw/derained/compressed",
+                                              "/cam/image_raw/rain_residue/compressed"))
+    assert [t for t, _ in clean] == [t for t, _ in rainy] == [t for t, _ in residue]
+    for (_, m_in), (_, m_out), (_, m_res) in zip(rainy, clean, residue):
+        assert m_out.header == m_in.header and m_res.header == m_in.header
+        assert m_out.format == "bgr8; jpeg compressed bgr8" and m_res.format == "bgr8; png compressed bgr8"
+        a, _ = image_codec.decode_compressed(m_in)
+        b, _ = image_codec.decode_compressed(m_out)
+        assert a.shape == b.shape == (360, 640, 3)
+    with Reader(tmp_path / "out") as r:
+        types = {c.topic: c.msgtype for c in r.connections}
+    assert types["/cam/image_raw/derained/compressed"] == "sensor_msgs/msg/CompressedImage"
+
+
+def test_corrupt_jpeg_in_a_bag_is_skipped_and_reported(tmp_path, tiny_model, capsys):
+    good = write_image_bag([b"\xff\xd8 broken", b"also broken"], tmp_path / "in", topic="/c/image_raw/compressed")
+    counts = bag.derain_bag(good, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False)
+    assert counts["skipped"] == 2 and counts["derained"] == 0
+    assert "bad_compressed" in capsys.readouterr().out

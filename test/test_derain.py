@@ -14,7 +14,8 @@ def test_folder_with_residue_and_compare(tmp_path, rng):
     for i, shape in enumerate([(30, 41, 3), (17, 22, 3)]):
         _write(src / f"f{i}.png", rng.integers(0, 256, size=shape, dtype=np.uint8))
     (src / "notes.txt").write_text("not an image")
-    rc = derain.main([str(src), str(tmp_path / "out"), "--random-weights", "--residue", "--compare", "--device", "cpu"])
+    rc = derain.main([str(src), str(tmp_path / "out"), "--random-weights", "--backend", "eager", "--residue",
+                      "--compare", "--device", "cpu"])
     assert rc == 0
     for i, (h, w) in enumerate([(30, 41), (17, 22)]):
         assert cv2.imread(str(tmp_path / "out" / f"f{i}.png")).shape == (h, w, 3)
@@ -25,9 +26,10 @@ def test_folder_with_residue_and_compare(tmp_path, rng):
 def test_single_file_and_glob(tmp_path, rng):
     _write(tmp_path / "a.png", rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8))
     _write(tmp_path / "b.jpg", rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8))
-    assert derain.main([str(tmp_path / "a.png"), str(tmp_path / "one.png"), "--random-weights"]) == 0
+    assert derain.main([str(tmp_path / "a.png"), str(tmp_path / "one.png"), "--random-weights",
+                        "--backend", "eager"]) == 0
     assert (tmp_path / "one.png").is_file()
-    assert derain.main([str(tmp_path / "*.jpg"), str(tmp_path / "g"), "--random-weights"]) == 0
+    assert derain.main([str(tmp_path / "*.jpg"), str(tmp_path / "g"), "--random-weights", "--backend", "eager"]) == 0
     assert [p.name for p in (tmp_path / "g").iterdir()] == ["b.jpg"]
 
 
@@ -42,7 +44,7 @@ def test_clear_errors(tmp_path, capsys):
 def test_outputs_that_cannot_be_written_fail_loudly(tmp_path, capsys):
     """Writing under /proc once printed 'derained 1 image(s)' with status 0 and no file."""
     _write(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
-    assert derain.main([str(tmp_path / "x.png"), "/proc/pcnet_out.png", "--random-weights"]) == 2
+    assert derain.main([str(tmp_path / "x.png"), "/proc/pcnet_out.png", "--random-weights", "--backend", "eager"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pcnet-derain: ") and "/proc/pcnet_out.png" in err
 
@@ -50,7 +52,7 @@ def test_outputs_that_cannot_be_written_fail_loudly(tmp_path, capsys):
 def test_never_overwrites_its_inputs(tmp_path, capsys, rng):
     _write(tmp_path / "in" / "a.png", rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8))
     before = (tmp_path / "in" / "a.png").read_bytes()
-    assert derain.main([str(tmp_path / "in"), str(tmp_path / "in"), "--random-weights"]) == 2
+    assert derain.main([str(tmp_path / "in"), str(tmp_path / "in"), "--random-weights", "--backend", "eager"]) == 2
     assert "would overwrite input" in capsys.readouterr().err
     assert (tmp_path / "in" / "a.png").read_bytes() == before
 
@@ -59,7 +61,7 @@ def test_an_existing_file_as_output_folder_is_refused(tmp_path, capsys):
     _write(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
     _write(tmp_path / "in" / "b.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "out.txt").write_text("a file")
-    assert derain.main([str(tmp_path / "in"), str(tmp_path / "out.txt"), "--random-weights"]) == 2
+    assert derain.main([str(tmp_path / "in"), str(tmp_path / "out.txt"), "--random-weights", "--backend", "eager"]) == 2
     assert "is an existing file" in capsys.readouterr().err
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from pcnet_ros.core.backends import BackendError, cpu_has_native_bf16
 from pcnet_ros.core.engine import (DerainEngine, InputError, pad_to_multiple, residue_to_image, resolve_device,
                                    SIZE_BUCKET)
 from pcnet_ros.core.model import SIZE_MULTIPLE
@@ -89,9 +90,15 @@ def test_device_resolution():
             resolve_device("cuda:0")
 
 
-def test_fp16_ignored_on_cpu(tiny_model):
-    e = DerainEngine(tiny_model, device="cpu", fp16=True)
-    assert not e.fp16 and e.dtype == torch.float32
+def test_a_precision_the_device_cannot_run_is_an_error(tiny_model):
+    """fp16 on a CPU was once ignored with a warning: now it stops, saying what to use."""
+    with pytest.raises(BackendError, match="fp16 runs on CUDA"):
+        DerainEngine(tiny_model, device="cpu", precision="fp16", backend="eager")
+    if not cpu_has_native_bf16():
+        with pytest.raises(BackendError, match="native bf16"):
+            DerainEngine(tiny_model, device="cpu", precision="bf16", backend="openvino")
+    with pytest.raises(ValueError, match="unknown precision"):
+        DerainEngine(tiny_model, device="cpu", precision="int8")
 
 
 @pytest.mark.parametrize("shape", [(40, 64, 3), (40, 64, 1), (40, 64, 4), (40, 64)])
@@ -104,9 +111,9 @@ def test_downscaled_path_keeps_size_and_identity(engine, rng, shape):
     np.testing.assert_array_equal(same.clean, engine.derain(img).clean)
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "compile"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "compile", "openvino"])
 def test_backends_match_eager(tiny_model, rng, backend):
-    pytest.importorskip("onnxruntime") if backend == "onnxruntime" else None
+    pytest.importorskip(backend) if backend in ("onnxruntime", "openvino") else None
     eager = DerainEngine(tiny_model, device="cpu")
     other = DerainEngine(tiny_model, device="cpu", backend=backend)
     for shape in [(24, 36, 3), (31, 17, 3)]:      # ORT graph has dynamic H, W; compile recompiles
@@ -118,3 +125,60 @@ def test_backends_match_eager(tiny_model, rng, backend):
 def test_unknown_backend(tiny_model):
     with pytest.raises(ValueError, match="unknown backend"):
         DerainEngine(tiny_model, device="cpu", backend="tensorrt")
+
+
+def test_auto_backend_is_openvino_on_a_cpu_where_installed(tiny_model):
+    pytest.importorskip("openvino")
+    assert DerainEngine(tiny_model, device="cpu", backend="auto").backend == "openvino"
+
+
+def test_openvino_compiles_per_size_and_keeps_a_bounded_cache(tiny_model, rng, monkeypatch):
+    pytest.importorskip("openvino")
+    from pcnet_ros.core import backends
+
+    monkeypatch.setattr(backends, "OPENVINO_CACHE", 2)
+    e = DerainEngine(tiny_model, device="cpu", backend="openvino")
+    ref = DerainEngine(tiny_model, device="cpu", backend="eager")
+    for h, w in [(24, 36), (70, 40), (100, 130), (24, 36)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        assert np.abs(e.derain(img).clean.astype(int) - ref.derain(img).clean).max() <= 1
+
+
+def test_batch_equals_one_at_a_time(tiny_model, rng):
+    e = DerainEngine(tiny_model, device="cpu")
+    imgs = [rng.integers(0, 256, (30, 44, 3), dtype=np.uint8) for _ in range(3)]
+    batch = e.derain_batch(imgs)
+    for img, got in zip(imgs, batch):
+        one = e.derain(img)
+        assert np.abs(got.clean.astype(int) - one.clean).max() <= 1
+        np.testing.assert_array_equal(got.clean.astype(np.int32) + got.residue, img)
+    with pytest.raises(InputError, match="one size and type"):
+        e.derain_batch([imgs[0], imgs[0][:20]])
+
+
+def test_openvino_conversion_is_cached_on_disk(tiny_model, rng, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("PCNET_CACHE_DIR", str(tmp_path))
+    img = rng.integers(0, 256, (24, 36, 3), dtype=np.uint8)
+    first = DerainEngine(tiny_model, device="cpu", backend="openvino").derain(img).clean
+    [xml] = list((tmp_path / "openvino").glob("*.xml"))
+    stamp = xml.stat().st_mtime_ns
+    again = DerainEngine(tiny_model, device="cpu", backend="openvino").derain(img).clean
+    assert xml.stat().st_mtime_ns == stamp                      # read back, not converted again
+    np.testing.assert_array_equal(first, again)
+    xml.write_text("<damaged")                                   # a broken entry is converted again
+    np.testing.assert_array_equal(DerainEngine(tiny_model, device="cpu", backend="openvino").derain(img).clean, first)
+
+
+def test_openvino_disk_cache_keeps_only_the_newest_models(rng, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from pcnet_ros.core import backends
+    from pcnet_ros.core.model import PCNet
+
+    monkeypatch.setenv("PCNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(backends, "OPENVINO_DISK_CACHE", 2)
+    for seed in range(3):                                # three different weights, e.g. untrained test models
+        torch.manual_seed(seed)
+        DerainEngine(PCNet(n_feat=8, num_crb=1, num_rcab=1), device="cpu", backend="openvino")
+    assert len(list((tmp_path / "openvino").glob("*.xml"))) == 2
+    assert len(list((tmp_path / "openvino").glob("*.bin"))) == 2

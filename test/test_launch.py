@@ -26,14 +26,19 @@ SHM_PROFILE = (f"{LAUNCH} fastdds_profile:="
                "$(ros2 pkg prefix pcnet_ros)/share/pcnet_ros/config/fastdds_shm_large_segment.xml")
 RUN = ("ros2 run pcnet_ros pcnet_node --ros-args "
        "--params-file $(ros2 pkg prefix pcnet_ros)/share/pcnet_ros/config/pcnet.yaml -r __ns:=/front")
+MANAGED = f"{LAUNCH} input_topic:=/camera/image_raw lifecycle:=true"
+MANAGED_MANUAL = f"{LAUNCH} input_topic:=/camera/image_raw lifecycle:=true autostart:=false"
+LC_CONFIGURE = "ros2 lifecycle set /pcnet configure"
+LC_ACTIVATE = "ros2 lifecycle set /pcnet activate"
+LC_GET = "ros2 lifecycle get /pcnet"
 PARAM_SET = "ros2 param set /front/pcnet enabled false"
 PARAM_GET = "ros2 param get /front/pcnet device"
 #: Every `ros2 ...` line of the README is one of these (rosbag2 is not on this machine: see README).
 TESTED_COMMANDS = [ONE_CAMERA, ONE_CAMERA_CUDA, TWO_CAMERAS, PARAMS_FILE, SIM_TIME, SHM_PROFILE, RUN, PARAM_SET,
-                   PARAM_GET]
+                   PARAM_GET, MANAGED, MANAGED_MANUAL, LC_CONFIGURE, LC_ACTIVATE, LC_GET]
 NOT_RUNNABLE_HERE = ("ros2 bag ",)
 
-CLEAN_EXIT = re.compile(r"\[INFO\] \[pcnet_node-1\]: process has finished cleanly")
+CLEAN_EXIT = re.compile(r"\[INFO\] \[pcnet(_lifecycle)?_node-1\]: process has finished cleanly")
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +53,20 @@ def _frame(k: int) -> Image:
     return image_msg(arr, "rgb8", frame_id=f"cam_{k}", stamp=(1000 + k, 7 * k))
 
 
-def _roundtrip(graph, topic: str, k: int, suffix: str = "derained", timeout: float = 90) -> tuple[Image, Image]:
+def _roundtrip(graph, topic: str, k: int, suffix: str = "derained", timeout: float = 90,
+               launched=None) -> tuple[Image, Image]:
     """Publish one frame on ``topic`` once pcnet subscribes; return (sent, received on topic/suffix)."""
     node = graph.node(f"launch_test_{k}")
     pub = node.create_publisher(Image, topic, 10)
     out = Collector(graph.node(f"launch_test_out_{k}"), f"{topic}/{suffix}")
     assert wait_until(lambda: pub.get_subscription_count() > 0 and out.sub.get_publisher_count() > 0, timeout), \
-        f"pcnet never matched {topic}"
+        f"pcnet never matched {topic}:\n{launched.log() if launched else ''}"
     sent = _frame(k)
-    pub.publish(sent)
-    assert out.wait_for(1, 60), f"nothing on {topic}/{suffix}"
+    for _ in range(6):   # again if needed: pcnet's writer may match our reader a moment after we matched it
+        pub.publish(sent)
+        if out.wait_for(1, 10):
+            break
+    assert out.msgs(), f"nothing on {topic}/{suffix}:\n{launched.log() if launched else ''}"
     got = out.msgs()[0]
     assert (got.header.stamp.sec, got.header.stamp.nanosec, got.header.frame_id) == \
         (sent.header.stamp.sec, sent.header.stamp.nanosec, sent.header.frame_id)
@@ -82,7 +91,7 @@ def _node_pid(launched) -> int:
 def test_one_camera_from_the_launch_argument_and_ctrl_c(ws, graph, tmp_path):
     launched = ws.start(ONE_CAMERA, tmp_path / "launch.log")
     try:
-        _roundtrip(graph, "/camera/image_raw", 1)
+        _roundtrip(graph, "/camera/image_raw", 1, launched=launched)
         got = ws.run_until("ros2 param get /pcnet input_topics", "/camera/image_raw")
         assert "['/camera/image_raw']" in got.stdout, got
         got = ws.run_until("ros2 param get /pcnet device", "value is")
@@ -95,7 +104,7 @@ def test_device_argument_reaches_the_node(ws, graph, tmp_path):
     launched = ws.start(ONE_CAMERA_CUDA, tmp_path / "launch.log")
     try:
         if torch.cuda.is_available():
-            _roundtrip(graph, "/camera/image_raw", 2)
+            _roundtrip(graph, "/camera/image_raw", 2, launched=launched)
         else:     # CUDA asked for and absent: a clear refusal, never a silent CPU fallback
             assert launched.wait_for_text("process has died", 90), launched.log()
             assert "cannot start" in launched.log() and "CUDA" in launched.log()
@@ -106,8 +115,8 @@ def test_device_argument_reaches_the_node(ws, graph, tmp_path):
 def test_two_cameras_from_a_list_argument_in_a_namespace(ws, graph, tmp_path):
     launched = ws.start(TWO_CAMERAS, tmp_path / "launch.log")
     try:
-        _roundtrip(graph, "/rain/cam_front/image_raw", 3)
-        _roundtrip(graph, "/rain/cam_rear/image_raw", 4, suffix="rain_residue")
+        _roundtrip(graph, "/rain/cam_front/image_raw", 3, launched=launched)
+        _roundtrip(graph, "/rain/cam_rear/image_raw", 4, suffix="rain_residue", launched=launched)
     finally:
         _stop(launched)
 
@@ -118,8 +127,8 @@ def test_a_two_camera_params_file_is_not_overridden(ws, graph, tmp_path):
         '    device: "cpu"\n    output_suffix: "clean"\n')
     launched = ws.start(PARAMS_FILE, tmp_path / "launch.log")
     try:
-        _roundtrip(graph, "/cam_a/image_raw", 5, suffix="clean")
-        _roundtrip(graph, "/cam_b/image_raw", 6, suffix="clean")
+        _roundtrip(graph, "/cam_a/image_raw", 5, suffix="clean", launched=launched)
+        _roundtrip(graph, "/cam_b/image_raw", 6, suffix="clean", launched=launched)
     finally:
         _stop(launched)
 
@@ -127,12 +136,12 @@ def test_a_two_camera_params_file_is_not_overridden(ws, graph, tmp_path):
 def test_sim_time_with_and_without_clock(ws, graph, tmp_path):
     launched = ws.start(SIM_TIME, tmp_path / "launch.log")
     try:
-        _roundtrip(graph, "/camera/image_raw", 7)                  # no /clock yet: still subscribes and serves
+        _roundtrip(graph, "/camera/image_raw", 7, launched=launched)                  # no /clock yet: still subscribes and serves
         clock_pub = graph.node("launch_test_clock").create_publisher(Clock, "/clock", 10)
         for s in range(5):
             clock_pub.publish(Clock(clock=Time(sec=500 + s)))
             time.sleep(0.05)
-        _roundtrip(graph, "/camera/image_raw", 8)                  # with /clock: headers still untouched
+        _roundtrip(graph, "/camera/image_raw", 8, launched=launched)                  # with /clock: headers still untouched
         got = ws.run_until("ros2 param get /pcnet use_sim_time", "value is")
         assert "Boolean value is: True" in got.stdout, got
     finally:
@@ -143,7 +152,7 @@ def test_fastdds_profile_argument(ws, graph, tmp_path):
     launched = ws.start(SHM_PROFILE, tmp_path / "launch.log")
     try:
         pid = _node_pid(launched)
-        _roundtrip(graph, "/image_raw", 9)
+        _roundtrip(graph, "/image_raw", 9, launched=launched)
         environ = dict(e.split("=", 1) for e in open(f"/proc/{pid}/environ").read().split("\0") if "=" in e)
         assert environ["FASTDDS_DEFAULT_PROFILES_FILE"] == \
             str(ws.install / "pcnet_ros" / "share" / "pcnet_ros" / "config" / "fastdds_shm_large_segment.xml")
@@ -154,12 +163,12 @@ def test_fastdds_profile_argument(ws, graph, tmp_path):
 def test_ros2_run_and_param_set(ws, graph, tmp_path):
     started = ws.start(RUN, tmp_path / "run.log")
     try:
-        sent, got = _roundtrip(graph, "/front/image_raw", 10)
+        sent, got = _roundtrip(graph, "/front/image_raw", 10, launched=started)
         assert got.data != sent.data                              # derained
         assert "weights/pcnet_light.pth" in started.log() and str(ws.install) in started.log()  # via ament index
         result = ws.run_until(PARAM_SET, "Set parameter")
         assert "Set parameter successful" in result.stdout, result
-        sent, got = _roundtrip(graph, "/front/image_raw", 11)
+        sent, got = _roundtrip(graph, "/front/image_raw", 11, launched=started)
         assert bytes(got.data) == bytes(sent.data)                # enabled=false: the input, untouched
         result = ws.run_until(PARAM_GET, "value is")
         assert "String value is: auto" in result.stdout, result
@@ -171,10 +180,36 @@ def test_ros2_run_and_param_set(ws, graph, tmp_path):
         assert "Traceback" not in started.log()
 
 
+def test_managed_node_autostarts_through_launch(ws, graph, tmp_path):
+    launched = ws.start(MANAGED, tmp_path / "launch.log")
+    try:
+        _roundtrip(graph, "/camera/image_raw", 12, launched=launched)                 # configured and activated by launch events
+        assert "pcnet_lifecycle_node" in launched.log()
+    finally:
+        _stop(launched)
+
+
+def test_managed_node_brought_up_with_ros2_lifecycle(ws, graph, tmp_path):
+    launched = ws.start(MANAGED_MANUAL, tmp_path / "launch.log")
+    try:
+        got = ws.run_until(LC_GET, "unconfigured")
+        assert "unconfigured" in got.stdout, got
+        assert "Transitioning successful" in ws.run_until(LC_CONFIGURE, "Transitioning").stdout
+        assert "inactive" in ws.run(LC_GET).stdout
+        assert "Transitioning successful" in ws.run_until(LC_ACTIVATE, "Transitioning").stdout
+        assert "active" in ws.run(LC_GET).stdout
+        _roundtrip(graph, "/camera/image_raw", 13, launched=launched)
+    finally:
+        _stop(launched)
+
+
 def test_every_ros2_command_in_the_readme_is_tested():
-    readme = (ROOT / "README.md").read_text()
-    blocks = "\n".join(re.findall(r"```(?:bash)?\n(.*?)```", readme, re.S))
-    lines = [ln.split("  #")[0].strip() for ln in blocks.splitlines()]
+    lines, fence = [], None
+    for ln in (ROOT / "README.md").read_text().splitlines():
+        if ln.startswith("```"):
+            fence = None if fence is not None else ln[3:].strip() or "text"
+        elif fence in ("bash", "sh", "text"):
+            lines.append(ln.split("  #")[0].strip())
     in_readme = {ln for ln in lines if ln.startswith("ros2 ") and not ln.startswith(NOT_RUNNABLE_HERE)}
     assert in_readme <= set(TESTED_COMMANDS), in_readme - set(TESTED_COMMANDS)
     assert set(TESTED_COMMANDS) <= in_readme, set(TESTED_COMMANDS) - in_readme

@@ -36,5 +36,6 @@ def test_run_time_changes_are_checked(name, value, message):
 def test_run_time_changes_that_are_fine():
     assert params.check_change("max_input_size", 640, {}) is None
     assert params.check_change("use_sim_time", True, {}) is None      # not ours: rclpy handles it
-    assert set(params.RUNTIME_NAMES) == {"enabled", "publish_residue", "residue_mode", "max_input_size",
+    assert set(params.RUNTIME_NAMES) == {"enabled", "publish_residue", "publish_rain_level", "jpeg_quality",
+                                         "residue_mode", "max_input_size",
                                          "oversize_policy", "max_frame_memory_mb"}

@@ -67,3 +67,20 @@ def test_node_under_sim_time_with_replayed_clock(graph, tmp_path, rng):
         assert wait_until(lambda: any(abs(m.header.stamp.sec - START_NS // 10**9) < 60 for m in diag.msgs()), 10)
     finally:
         assert proc.stop()[0] == 0
+
+
+def test_play_replays_compressed_image_topics(graph, tmp_path):
+    """A JPEG camera stream recorded in a bag goes out over DDS byte for byte."""
+    from sensor_msgs.msg import CompressedImage
+
+    from conftest import shared_or_skip
+    from pcnet_ros.tools.image_bag import load_files
+
+    jpegs = load_files(shared_or_skip("real-rain-video", "ra1"), limit=3)
+    src = write_image_bag(jpegs, tmp_path / "bag", topic="/play_jpeg/image_raw/compressed", fps=10, storage="sqlite3")
+    got = Collector(graph.node("play_jpeg_sink"), "/play_jpeg/image_raw/compressed", CompressedImage)
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(src), "--wait", "15"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert got.wait_for(3, 5)
+    assert [bytes(m.data) for m in got.msgs()] == jpegs and {m.format for m in got.msgs()} == {"jpeg"}

@@ -16,7 +16,7 @@ class Sink:
     def __init__(self):
         self.items, self.fail_with = [], None
 
-    def __call__(self, camera, payload, result, settings):
+    def __call__(self, camera, payload, frame, result, settings):
         if self.fail_with is not None:
             raise self.fail_with
         self.items.append((camera, payload, result, settings))
@@ -25,7 +25,7 @@ class Sink:
 def _decode(payload):
     if isinstance(payload, str):
         raise MalformedImage("short_data", payload)
-    return Decoded(payload, bgr=False)
+    return Decoded(payload, bgr=False, encoding="rgb8")
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_a_huge_frame_is_refused_before_it_costs_memory(worker):
 def test_inference_and_publish_errors_are_counted_and_survived(worker, rng, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("CUDA out of memory")
-    monkeypatch.setattr(worker.engine, "derain", boom)
+    monkeypatch.setattr(worker.engine, "derain_batch", boom)
     assert worker.process(0, _img(rng), 0.0) is Outcome.FAILED
     monkeypatch.undo()
     worker.sink.fail_with = RuntimeError("publisher gone")
@@ -130,3 +130,22 @@ def test_sequence_gaps_count_what_never_reached_the_callback():
     assert g.update(b"pubB", 3) == 0             # publishers are counted apart
     assert g.update(b"pubA", 14) == 0            # late or repeated samples are not gaps
     assert g.update(b"pubA", None) == 0          # an RMW without sequence numbers
+
+
+def test_same_size_frames_of_different_cameras_run_as_one_batch(tiny_model, rng, monkeypatch):
+    sink = Sink()
+    engine = DerainEngine(tiny_model, device="cpu")
+    w = DerainWorker(engine, ["/a", "/b", "/c"], _decode, sink, Settings(), warmup=False, max_batch=4)
+    calls = []
+    real = engine.derain_batch
+    monkeypatch.setattr(engine, "derain_batch", lambda imgs, bgr=False: calls.append(len(imgs)) or real(imgs, bgr))
+    a, b, c = _img(rng), _img(rng), _img(rng, 40, 48)
+    for cam, img in enumerate((a, b, c)):
+        w.offer(cam, img)
+    got = w.slots.take_many(4)
+    assert [cam for cam, _ in got] == [0, 1, 2]                         # one per camera, round-robin
+    outcomes = w.process_many([(cam, item[0], item[1]) for cam, item in got])
+    assert outcomes == [Outcome.DERAINED] * 3
+    assert sorted(calls) == [1, 2]                                      # a and b together, c alone
+    assert [(cam, payload is img) for (cam, payload, _, _), img in zip(sink.items, (a, b, c))] == \
+        [(0, True), (1, True), (2, True)]                               # published in order, each its own

@@ -34,19 +34,25 @@ class FrameSlots:
 
     def take(self, timeout: float | None = None) -> tuple[int, Any] | None:
         """Wait for a frame; (camera, item), or None on timeout or after close()."""
+        got = self.take_many(1, timeout)
+        return got[0] if got else None
+
+    def take_many(self, limit: int, timeout: float | None = None) -> list[tuple[int, Any]]:
+        """Wait for frames; up to ``limit`` (camera, item), one per camera in round-robin order from where the
+        last take stopped. Empty on timeout or after close()."""
         with self._cv:
             if not self._cv.wait_for(lambda: self._closed or any(s is not None for s in self._slots), timeout):
-                return None
+                return []
             if self._closed:
-                return None
-            n = len(self._slots)
+                return []
+            n, out, start = len(self._slots), [], self._next
             for k in range(n):
-                cam = (self._next + k) % n
-                if self._slots[cam] is not None:
-                    item, self._slots[cam] = self._slots[cam], None
+                cam = (start + k) % n
+                if self._slots[cam] is not None and len(out) < limit:
+                    out.append((cam, self._slots[cam]))
+                    self._slots[cam] = None
                     self._next = (cam + 1) % n
-                    return cam, item
-            return None  # unreachable: wait_for guaranteed a frame
+            return out
 
     def pending(self) -> int:
         """Frames waiting to be taken."""

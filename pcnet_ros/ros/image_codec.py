@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import sys
 
+import cv2
 import numpy as np
 
 
@@ -100,3 +101,52 @@ def fill(msg, array: np.ndarray, encoding: str, header) -> None:
     msg.header = header
     for key, value in encode(array, encoding).items():
         setattr(msg, key, value)
+
+
+# ---- sensor_msgs/CompressedImage (image_transport's "compressed" plugin) --------------------------
+def decode_compressed(msg) -> tuple[np.ndarray, str]:
+    """CompressedImage -> (array as OpenCV decodes it: BGR, BGRA or grey; 8 or 16 bit, its raw encoding).
+
+    Runs in the inference thread, never in the callback. Raises MalformedImage for data OpenCV cannot read.
+    """
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    if data.size == 0:
+        raise MalformedImage("bad_compressed", "empty compressed image")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise MalformedImage("bad_compressed", f"'{msg.format}' data cannot be decoded: {exc}") from None
+    if img is None or img.size == 0:
+        raise MalformedImage("bad_compressed", f"'{msg.format}' data ({data.size} bytes) cannot be decoded")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise MalformedImage("bad_compressed", f"decoded to unsupported {img.dtype}")
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    depth = "8" if img.dtype == np.uint8 else "16"
+    encoding = {1: f"mono{depth}", 3: f"bgr{depth}", 4: f"bgra{depth}"}[channels]
+    return img, encoding
+
+
+def encode_compressed(array: np.ndarray, encoding: str, fmt: str = "jpeg", quality: int = 90) -> tuple[str, bytes]:
+    """An array in ``encoding`` -> (image_transport format string, JPEG or PNG bytes).
+
+    JPEG holds 8-bit grey or colour only: 16-bit images are scaled down, alpha is dropped. PNG keeps all.
+    """
+    enc = ENCODINGS[encoding]
+    img = array if array.ndim == 3 else array[:, :, None]
+    if enc.channels >= 3 and not enc.bgr:                      # OpenCV writes BGR(A)
+        img = img[:, :, [2, 1, 0, 3][:enc.channels]]
+    if fmt == "jpeg":
+        if img.shape[2] == 4:
+            img = img[:, :, :3]
+        if img.dtype == np.uint16:
+            img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    elif fmt == "png":
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    else:
+        raise ValueError(f"unknown compressed format '{fmt}': use jpeg or png")
+    if not ok:
+        raise ValueError(f"cannot encode {encoding} as {fmt}")
+    depth = "8" if img.dtype == np.uint8 else "16"
+    stored = {1: f"mono{depth}", 3: f"bgr{depth}", 4: f"bgra{depth}"}[img.shape[2]]
+    return f"{encoding}; {fmt} compressed {stored}", buf.tobytes()

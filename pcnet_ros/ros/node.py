@@ -11,6 +11,7 @@ transitions onto the same code.  Headers are copied, never restamped.
 """
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import sys
@@ -19,6 +20,8 @@ import time
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Vector3, Vector3Stamped
+import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -27,11 +30,11 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from pcnet_ros.core.engine import DerainEngine, DerainResult, residue_to_image
 from pcnet_ros.core.weights import build_model, WeightsError
-from pcnet_ros.ros import image_codec, params
+from pcnet_ros.ros import image_codec, params, topics
 from pcnet_ros.ros.diagnostics import CameraHealth
 from pcnet_ros.ros.qos import make_profile, matching_reliability
 from pcnet_ros.ros.stats import SequenceGaps
@@ -40,16 +43,32 @@ from pcnet_ros.ros.worker import Decoded, DerainWorker, OutputsClosed, Settings
 
 
 class Camera:
-    """One input topic: its resolved name, outputs, subscription and health."""
+    """One input topic: its resolved name, outputs, subscriptions, camera_info cache and health."""
 
     def __init__(self, topic: str, resolved: str) -> None:
         self.topic, self.resolved = topic, resolved
         self.sub = None
+        self.info_sub = None
         self.reliability: str | None = None
-        self.pub_clean = None
-        self.pub_residue = None
+        self.pubs: dict[tuple[str, str], Any] = {}          # (clean|residue|rain, raw|compressed|info|level)
+        self.infos: collections.OrderedDict[tuple[int, int], CameraInfo] = collections.OrderedDict()
         self.gaps = SequenceGaps()
         self.health = CameraHealth()
+
+    def keep_info(self, info: CameraInfo) -> None:
+        self.infos[(info.header.stamp.sec, info.header.stamp.nanosec)] = info
+        while len(self.infos) > 64:
+            self.infos.popitem(last=False)
+
+    def info_for(self, stamp) -> CameraInfo | None:
+        """The camera_info with the image's stamp, else the one nearest in time (relayed unchanged either way)."""
+        if not self.infos:
+            return None
+        key = (stamp.sec, stamp.nanosec)
+        if key in self.infos:
+            return self.infos[key]
+        t = stamp.sec * 10**9 + stamp.nanosec
+        return min(self.infos.values(), key=lambda i: abs(i.header.stamp.sec * 10**9 + i.header.stamp.nanosec - t))
 
 
 def resolve_cameras(node: Node, values: dict[str, Any]) -> list[Camera]:
@@ -59,7 +78,7 @@ def resolve_cameras(node: Node, values: dict[str, Any]) -> list[Camera]:
         try:
             resolved = node.resolve_topic_name(topic)
             for suffix in (values["output_suffix"], values["residue_suffix"]):
-                node.resolve_topic_name(f"{topic}/{suffix}")
+                node.resolve_topic_name(topics.output_topic(topic, suffix, values["output_layout"]))
         except Exception as exc:  # InvalidTopicNameException and friends, with rcl's reason
             raise params.ConfigError(f"input_topics: '{topic}' (with its output suffixes) is not a valid topic "
                                      f"name: {str(exc).splitlines()[0]}") from None
@@ -71,9 +90,27 @@ def resolve_cameras(node: Node, values: dict[str, Any]) -> list[Camera]:
     return cams
 
 
-def _decode(msg: Image) -> Decoded:
+def _decode_raw(msg: Image) -> Decoded:
     arr, enc = image_codec.decode(msg)
-    return Decoded(arr, enc.bgr)
+    return Decoded(arr, enc.bgr, msg.encoding)
+
+
+def _decode_compressed(msg: CompressedImage) -> Decoded:
+    arr, encoding = image_codec.decode_compressed(msg)
+    return Decoded(arr, True, encoding)
+
+
+def _image(array: np.ndarray, encoding: str, header) -> Image:
+    out = Image()
+    image_codec.fill(out, array, encoding, header)
+    return out
+
+
+def _compressed(array: np.ndarray, encoding: str, header, fmt: str, quality: int) -> CompressedImage:
+    out = CompressedImage(header=header)
+    out.format, data = image_codec.encode_compressed(array, encoding, fmt, quality)
+    out.data = data
+    return out
 
 
 class Wiring:
@@ -85,8 +122,11 @@ class Wiring:
         self.worker: DerainWorker | None = None
         self.engine: DerainEngine | None = None
         self._timers: list = []
+        self._diag_pub = None
         self._open = False
         self._publish_lock = threading.Lock()
+        self._compressed_in = values["input_transport"] == "compressed"
+        self._out_transports = topics.output_transports(values["output_transport"])
         # Housekeeping runs on steady time: with use_sim_time and no /clock yet, ROS-time timers never
         # fire and the node would never subscribe.  Message stamps are never touched.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -97,13 +137,15 @@ class Wiring:
         model, meta = build_model(v["weights"] or None, allow_random=v["allow_random_weights"])
         if meta.get("random"):
             log.error("RUNNING WITH RANDOM WEIGHTS (allow_random_weights=true): output is noise")
-        self.engine = DerainEngine(model, device=v["device"], fp16=v["fp16"], num_threads=v["torch_threads"] or None,
-                                   backend=v["backend"])
-        log.info(f"PCNet on {self.engine.device} ({'fp16' if self.engine.fp16 else 'fp32'}, {v['backend']}), "
+        self.engine = DerainEngine(model, device=v["device"], precision=v["precision"],
+                                   num_threads=v["torch_threads"] or None, backend=v["backend"])
+        log.info(f"PCNet on {self.engine.device} ({self.engine.backend}, {self.engine.precision}), "
                  f"weights: {meta.get('path', 'random')} (step {meta.get('step', '?')}, "
                  f"val {meta.get('val_psnr_y', '?')} dB)")
-        self.worker = DerainWorker(self.engine, [c.resolved for c in self.cameras], _decode, self._publish,
+        decode = _decode_compressed if self._compressed_in else _decode_raw
+        self.worker = DerainWorker(self.engine, [c.resolved for c in self.cameras], decode, self._publish,
                                    Settings.from_params(v), log, warmup=v["warmup"],
+                                   max_batch=v["max_batch"] or self.engine.default_batch,
                                    is_shutting_down=lambda: not self.node.context.ok())
         self.worker.start()
 
@@ -124,9 +166,23 @@ class Wiring:
     def open_topics(self) -> None:
         v = self.values
         out_qos = make_profile(v["output_qos"], v["output_qos_depth"])
+        layout = v["output_layout"]
         for idx, cam in enumerate(self.cameras):
-            cam.pub_clean = self.node.create_publisher(Image, f"{cam.topic}/{v['output_suffix']}", out_qos)
-            cam.pub_residue = self.node.create_publisher(Image, f"{cam.topic}/{v['residue_suffix']}", out_qos)
+            for kind, suffix in (("clean", v["output_suffix"]), ("residue", v["residue_suffix"])):
+                base = topics.output_topic(cam.topic, suffix, layout)
+                for transport in self._out_transports:
+                    msg_type = Image if transport == "raw" else CompressedImage
+                    cam.pubs[kind, transport] = self.node.create_publisher(
+                        msg_type, topics.transport_topic(base, transport), out_qos)
+                if layout == "camera":
+                    cam.pubs[kind, "info"] = self.node.create_publisher(CameraInfo, topics.camera_info_topic(base),
+                                                                        out_qos)
+            cam.pubs["rain", "level"] = self.node.create_publisher(
+                Vector3Stamped, topics.rain_level_topic(cam.topic, layout), out_qos)
+            if layout == "camera":
+                cam.info_sub = self.node.create_subscription(
+                    CameraInfo, topics.camera_info_topic(cam.topic), cam.keep_info,
+                    make_profile("best_effort", 10))      # best effort receives from either kind of publisher
             if v["input_qos"] != "auto":
                 self._subscribe(idx, v["input_qos"])
         self._open = True
@@ -145,26 +201,33 @@ class Wiring:
             self.node.destroy_timer(t)
         self._timers = []
         for cam in self.cameras:
-            for attr in ("sub", "pub_clean", "pub_residue"):
-                ent = getattr(cam, attr)
-                if ent is not None:
-                    (self.node.destroy_subscription if attr == "sub" else self.node.destroy_publisher)(ent)
-                    setattr(cam, attr, None)
-            cam.reliability = None
+            for sub in (cam.sub, cam.info_sub):
+                if sub is not None:
+                    self.node.destroy_subscription(sub)
+            cam.sub = cam.info_sub = cam.reliability = None
+            for pub in cam.pubs.values():
+                self.node.destroy_publisher(pub)
+            cam.pubs = {}
+            cam.infos.clear()
         if self.worker is not None:
             self.worker.slots.clear()
-        if getattr(self, "_diag_pub", None) is not None:
+        if self._diag_pub is not None:
             self.node.destroy_publisher(self._diag_pub)
             self._diag_pub = None
 
     # ---- subscriptions ----------------------------------------------------------------------
+    def _input_topic(self, cam: Camera) -> str:
+        return topics.transport_topic(cam.topic, self.values["input_transport"])
+
     def _subscribe(self, idx: int, qos_name: str) -> None:
         cam = self.cameras[idx]
         if cam.sub is not None:
             self.node.destroy_subscription(cam.sub)
         stats = self.worker.stats[idx]
         events = SubscriptionEventCallbacks(message_lost=lambda info: stats.on_lost(info.total_count_change))
-        cam.sub = self.node.create_subscription(Image, cam.topic, lambda msg, info, i=idx: self._on_image(i, msg, info),
+        msg_type = CompressedImage if self._compressed_in else Image
+        cam.sub = self.node.create_subscription(msg_type, self._input_topic(cam),
+                                                lambda msg, info, i=idx: self._on_image(i, msg, info),
                                                 make_profile(qos_name, self.values["input_qos_depth"]),
                                                 event_callbacks=events)
         cam.reliability = qos_name
@@ -173,12 +236,13 @@ class Wiring:
     def _match_publishers(self) -> None:
         """Subscribe, or re-subscribe, with the reliability the topic's publishers offer."""
         for idx, cam in enumerate(self.cameras):
-            want = matching_reliability([i.qos_profile for i in self.node.get_publishers_info_by_topic(cam.resolved)])
+            infos = self.node.get_publishers_info_by_topic(self.node.resolve_topic_name(self._input_topic(cam)))
+            want = matching_reliability([i.qos_profile for i in infos])
             if want is not None and want != cam.reliability:
                 self._subscribe(idx, want)
 
-    def _on_image(self, idx: int, msg: Image, info: dict) -> None:
-        """Runs on the executor: validate (no copy) and park the message; never waits for the model."""
+    def _on_image(self, idx: int, msg, info: dict) -> None:
+        """Runs on the executor: check the header (no copy) and park the message; never waits for the model."""
         now = time.monotonic()
         w = self.worker
         w.received(idx, now)
@@ -186,6 +250,12 @@ class Wiring:
         missed = self.cameras[idx].gaps.update(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
         if missed:
             w.stats[idx].on_missed(missed)
+        if self._compressed_in:          # sizes are known only after decoding, in the inference thread
+            if not len(msg.data):
+                w.reject(idx, "bad_compressed", "empty compressed image")
+            else:
+                w.offer(idx, msg, now)
+            return
         try:
             enc = image_codec.validate(msg)
         except image_codec.MalformedImage as exc:  # checked here so junk never displaces a good frame
@@ -195,22 +265,57 @@ class Wiring:
             w.offer(idx, msg, now)
 
     # ---- outputs ------------------------------------------------------------------------------
-    def _publish(self, idx: int, msg: Image, result: DerainResult | None, s: Settings) -> None:
+    def _publish(self, idx: int, msg, frame: Decoded | None, result: DerainResult | None, s: Settings) -> None:
         cam = self.cameras[idx]
         with self._publish_lock:
             if not self._open:
                 raise OutputsClosed()
-            if result is None:                      # pass-through: the input message itself, untouched
-                cam.pub_clean.publish(msg)
+            if result is None:
+                self._pass_through(cam, msg, s)
                 return
-            out = Image()
-            image_codec.fill(out, result.clean, msg.encoding, msg.header)
-            cam.pub_clean.publish(out)
+            header = msg.header
+            clean, residue = result.clean, None
+            for transport in self._out_transports:
+                pub = cam.pubs["clean", transport]
+                pub.publish(_image(clean, frame.encoding, header) if transport == "raw" else
+                            _compressed(clean, frame.encoding, header, "jpeg", s.jpeg_quality))
             if s.publish_residue:
-                residue = Image()
-                image_codec.fill(residue, residue_to_image(result.residue, result.clean.dtype, s.residue_mode),
-                                 msg.encoding, msg.header)
-                cam.pub_residue.publish(residue)
+                residue = residue_to_image(result.residue, clean.dtype, s.residue_mode)
+                for transport in self._out_transports:
+                    pub = cam.pubs["residue", transport]
+                    pub.publish(_image(residue, frame.encoding, header) if transport == "raw" else
+                                _compressed(residue, frame.encoding, header, "png", s.jpeg_quality))
+            self._relay_info(cam, header.stamp, s.publish_residue)
+            if s.publish_rain_level and result.rain is not None:
+                r = result.rain
+                cam.pubs["rain", "level"].publish(Vector3Stamped(
+                    header=header, vector=Vector3(x=r.intensity, y=r.coverage, z=float(r.level))))
+
+    def _pass_through(self, cam: Camera, msg, s: Settings) -> None:
+        """enabled=false: the input message itself on the output of its own type, converted only for the other."""
+        arr = encoding = None
+        for transport in self._out_transports:
+            same = (transport == "compressed") == self._compressed_in
+            if same:
+                cam.pubs["clean", transport].publish(msg)
+                continue
+            if arr is None:
+                frame = (_decode_compressed if self._compressed_in else _decode_raw)(msg)
+                arr, encoding = frame.image, frame.encoding
+            cam.pubs["clean", transport].publish(
+                _image(arr, encoding, msg.header) if transport == "raw" else
+                _compressed(arr, encoding, msg.header, "jpeg", s.jpeg_quality))
+        self._relay_info(cam, msg.header.stamp, False)
+
+    def _relay_info(self, cam: Camera, stamp, residue: bool) -> None:
+        if ("clean", "info") not in cam.pubs:
+            return
+        info = cam.info_for(stamp)
+        if info is None:
+            return
+        cam.pubs["clean", "info"].publish(info)
+        if residue:
+            cam.pubs["residue", "info"].publish(info)
 
     def publish_diagnostics(self) -> None:
         arr = DiagnosticArray()
@@ -278,7 +383,7 @@ def run(make_node: Callable[[], Node], name: str, argv: list[str] | None = None)
         node = make_node()
     except STARTUP_ERRORS as exc:
         print(f"{name}: cannot start: {exc}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(uninstall_handlers=False)   # keep our handlers: more signals may come
         return 1
     if profile:
         node.get_logger().info(f"FastDDS profile: {profile} (set FASTDDS_DEFAULT_PROFILES_FILE to override)")
@@ -291,10 +396,14 @@ def run(make_node: Callable[[], Node], name: str, argv: list[str] | None = None)
         if not spinner.is_alive():
             break
     finished = node.shutdown()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # From here on a signal has nothing left to stop.  Ignored, not just caught: interpreter teardown
+        # resets caught signals to their default action, and a late second Ctrl-C would kill the process.
+        signal.signal(sig, signal.SIG_IGN)
     executor.shutdown(timeout_sec=0.5)
     spinner.join(1.0)
     node.destroy_node()
-    rclpy.try_shutdown()
+    rclpy.try_shutdown(uninstall_handlers=False)   # keep our handlers: more signals may come
     code = 0
     if failed:
         print(f"{name}: stopped by an error: {failed[0]!r}", file=sys.stderr, flush=True)

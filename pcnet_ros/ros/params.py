@@ -14,8 +14,9 @@ import json
 import sys
 from typing import Any
 
-from pcnet_ros.core.engine import BACKENDS, RESIDUE_MODES
+from pcnet_ros.core.engine import BACKENDS, PRECISIONS, RESIDUE_MODES
 from pcnet_ros.ros.qos import INPUT_CHOICES, OUTPUT_CHOICES
+from pcnet_ros.ros.topics import INPUT_TRANSPORTS, LAYOUTS, OUTPUT_TRANSPORTS
 
 OVERSIZE_POLICIES = ("downscale", "refuse")
 
@@ -67,15 +68,27 @@ PARAMS: tuple[Param, ...] = (
     Param("allow_random_weights", False, "with `weights: \"\"`, run an untrained net (plumbing tests only)", MODEL),
     Param("device", "auto", "`auto` (CUDA if present), `cpu`, `cuda`, `cuda:N`; CUDA asked for and absent is an "
           "error, never a silent CPU fallback", MODEL),
-    Param("fp16", False, "half precision, CUDA only", MODEL),
-    Param("backend", "eager", "`eager` (channels_last + inference_mode), `compile` (torch.compile: the first "
-          "frame of each size compiles for about a minute on a CPU), `onnxruntime`", MODEL, choices=BACKENDS),
+    Param("backend", "auto", "`auto` (openvino on a CPU where it is installed, else eager), `eager` (torch, "
+          "channels_last), `compile` (torch.compile; CUDA graphs on a GPU; the first frame of each size compiles for "
+          "about a minute on a CPU), `onnxruntime`, `openvino` (compiled per input size)", MODEL, choices=BACKENDS),
+    Param("precision", "fp32", "`fp16` on CUDA; `bf16` on CUDA or with openvino on a CPU with native bf16; "
+          "anything a device cannot run stops the node at start", MODEL, choices=PRECISIONS),
+    Param("max_batch", 0, "frames of the same size from different cameras run as one batch, up to this many; "
+          "0: 4 on CUDA, 1 on a CPU (measured: batches cost more per frame on 2 CPU cores)", MODEL, lo=0, hi=16),
     Param("torch_threads", 0, "CPU threads for torch (0: torch's default)", MODEL, lo=0, hi=256),
     Param("warmup", True, "run dummy frames at start so the first real one is not slow", MODEL),
     Param("input_topics", ["image_raw"], "camera image topics, served round-robin; relative names resolve in the "
           "node's namespace", TOPICS),
     Param("output_suffix", "derained", "clean image topic: `<input>/<output_suffix>`", TOPICS),
     Param("residue_suffix", "rain_residue", "residue topic: `<input>/<residue_suffix>`", TOPICS),
+    Param("output_layout", "suffix", "`suffix`: `T/derained`, `T/rain_residue`; `camera`: `<cam>/derained/image_raw` "
+          "and `<cam>/rain_residue/image_raw`, each with a `camera_info` relayed unchanged from `<cam>/camera_info` "
+          "(for image_proc and detectors)", TOPICS, choices=LAYOUTS),
+    Param("input_transport", "raw", "`raw` subscribes `sensor_msgs/Image` on `T`; `compressed` subscribes "
+          "`sensor_msgs/CompressedImage` (JPEG/PNG) on `T/compressed`, decoded in the inference thread", TOPICS,
+          choices=INPUT_TRANSPORTS),
+    Param("output_transport", "raw", "publish outputs as `raw` Images, `compressed` (`<out>/compressed`: JPEG "
+          "for the clean image, PNG for the residue), or both", TOPICS, choices=OUTPUT_TRANSPORTS),
     Param("input_qos", "auto", "`auto` matches the publishers' reliability (like image_proc)", QOS,
           choices=INPUT_CHOICES),
     Param("input_qos_depth", 5, "subscription history depth: a burst longer than this is cut by DDS before the "
@@ -84,6 +97,9 @@ PARAMS: tuple[Param, ...] = (
     Param("output_qos_depth", 5, "publishers' history depth", QOS, lo=1, hi=100),
     Param("enabled", True, "`false` republishes the input untouched on the clean topic", RUNTIME, runtime=True),
     Param("publish_residue", True, "publish the residue topic", RUNTIME, runtime=True),
+    Param("publish_rain_level", True, "publish `geometry_msgs/Vector3Stamped` on the rain-level topic: x = "
+          "intensity, y = coverage, z = level 0/1/2 (see *Rain level*)", RUNTIME, runtime=True),
+    Param("jpeg_quality", 90, "JPEG quality of compressed clean images", RUNTIME, runtime=True, lo=1, hi=100),
     Param("residue_mode", "positive", "`positive` or `signed` (see *Residue*)", RUNTIME, runtime=True,
           choices=RESIDUE_MODES),
     Param("max_input_size", 1920, "longest side fed to the model (0: no limit)", RUNTIME, runtime=True,

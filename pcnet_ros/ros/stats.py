@@ -24,6 +24,7 @@ class CameraStats:
         self.errors = 0                            # inference or publish failures
         self.lost_in_transport = 0                 # samples DDS reported lost before the node saw them
         self.missed_sequence = 0                   # gaps in publishers' sequence numbers (see SequenceGaps)
+        self.rain = None                           # RainLevel of the last derained frame
 
     def on_input(self, t: float | None = None) -> None:
         with self._lock:
@@ -44,6 +45,10 @@ class CameraStats:
     def on_lost(self, count: int) -> None:
         with self._lock:
             self.lost_in_transport += count
+
+    def on_rain(self, level) -> None:
+        with self._lock:
+            self.rain = level
 
     def on_missed(self, count: int) -> None:
         with self._lock:
@@ -79,6 +84,8 @@ class CameraStats:
                 "inference_ms_p95": pct(self._infer_ms, 95),
                 "end_to_end_ms_p50": pct(self._e2e_ms, 50),
                 "end_to_end_ms_p95": pct(self._e2e_ms, 95),
+                **({"rain_intensity": self.rain.intensity, "rain_coverage": self.rain.coverage,
+                    "rain_level": self.rain.level} if self.rain is not None else {}),
             }
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pcnet_ros.core import rain_level
 from pcnet_ros.core.engine import DerainEngine, DerainResult, estimate_frame_bytes, InputError
 from pcnet_ros.ros.frame_slots import FrameSlots
 from pcnet_ros.ros.image_codec import MalformedImage
@@ -41,6 +42,8 @@ class Settings:
     """The run-time parameters; swapped whole on ``ros2 param set``, read without locks."""
     enabled: bool = True
     publish_residue: bool = True
+    publish_rain_level: bool = True
+    jpeg_quality: int = 90
     residue_mode: str = "positive"
     max_input_size: int = 1920
     oversize_policy: str = "downscale"
@@ -55,12 +58,14 @@ class Settings:
 class Decoded:
     image: np.ndarray      # HxWxC (or HxW) uint8/uint16
     bgr: bool              # colour order, for the model
+    encoding: str          # sensor_msgs encoding of ``image`` (rgb8, bgr8, mono16, ...)
 
 
 #: payload -> Decoded; raises MalformedImage (counted by its reason) for data that is not an image.
 Decoder = Callable[[Any], Decoded]
-#: (camera, payload, result or None for pass-through, settings) -> None; runs on the inference thread.
-Publisher = Callable[[int, Any, "DerainResult | None", Settings], None]
+#: (camera, payload, decoded frame and result, or None and None for pass-through, settings) -> None;
+#: runs on the inference thread.
+Publisher = Callable[[int, Any, "Decoded | None", "DerainResult | None", Settings], None]
 
 
 class DerainWorker:
@@ -68,7 +73,7 @@ class DerainWorker:
 
     def __init__(self, engine: DerainEngine, cameras: list[str], decode: Decoder, publish: Publisher,
                  settings: Settings, log: logging.Logger | Any = None, warmup: bool = True,
-                 is_shutting_down: Callable[[], bool] = lambda: False) -> None:
+                 is_shutting_down: Callable[[], bool] = lambda: False, max_batch: int = 1) -> None:
         self.engine = engine
         self.cameras = list(cameras)
         self.settings = settings
@@ -78,6 +83,7 @@ class DerainWorker:
         self._log = log or logging.getLogger("pcnet.worker")
         self._warmup = warmup
         self._shutting_down = is_shutting_down
+        self.max_batch = max(1, int(max_batch))
         self._thread: threading.Thread | None = None
 
     # ---- callback side (executor thread) ---------------------------------------------------
@@ -118,32 +124,71 @@ class DerainWorker:
 
     def process(self, camera: int, payload: Any, t_recv: float) -> Outcome:
         """Everything that happens to one frame; returns how it ended (also counted)."""
+        return self.process_many([(camera, payload, t_recv)])[0]
+
+    def process_many(self, items: list[tuple[int, Any, float]]) -> list[Outcome]:
+        """Frames taken together (one per camera): decoded, checked, run in same-size batches, published in order."""
         s = self.settings
-        stats = self.stats[camera]
-        result = None
+        outcomes: list[Outcome | None] = [None] * len(items)
+        frames: dict[int, Decoded] = {}
+        results: dict[int, DerainResult] = {}
         if s.enabled:
-            try:
-                frame = self._decode(payload)
-            except MalformedImage as exc:
-                return self.reject(camera, exc.reason, str(exc))
-            img = frame.image
-            why = self._size_problem(img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], s)
-            if why:
-                return self.reject(camera, "oversize", why)
-            try:
-                if s.max_input_size and max(img.shape[:2]) > s.max_input_size:
-                    result = self.engine.derain_downscaled(img, s.max_input_size, bgr=frame.bgr)
-                else:
-                    result = self.engine.derain(img, bgr=frame.bgr)
-            except InputError as exc:
-                return self.reject(camera, "bad_input", str(exc))
-            except Exception as exc:  # CUDA OOM, driver errors: count, log, keep serving
-                stats.on_error()
-                self._error(f"{self.cameras[camera]}: inference failed: {exc!r}")
-                self.engine.release_cached_memory()
-                return Outcome.FAILED
+            for i, (camera, payload, _) in enumerate(items):
+                try:
+                    frame = self._decode(payload)
+                except MalformedImage as exc:
+                    outcomes[i] = self.reject(camera, exc.reason, str(exc))
+                    continue
+                img = frame.image
+                why = self._size_problem(img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], s)
+                if why:
+                    outcomes[i] = self.reject(camera, "oversize", why)
+                    continue
+                frames[i] = frame
+            self._infer(items, frames, results, outcomes, s)
+        for i, (camera, payload, t_recv) in enumerate(items):
+            if outcomes[i] is None:
+                outcomes[i] = self._finish(camera, payload, frames.get(i), results.get(i), s, t_recv)
+        return outcomes
+
+    def _infer(self, items, frames: dict[int, Decoded], results: dict, outcomes: list, s: Settings) -> None:
+        """Run the model: same-size frames as one batch (up to max_batch), oversize ones alone, downscaled."""
+        groups: dict[tuple, list[int]] = {}
+        for i, f in frames.items():
+            big = s.max_input_size and max(f.image.shape[:2]) > s.max_input_size
+            key = ("alone", i) if big else (f.image.shape, f.image.dtype.str, f.bgr)
+            groups.setdefault(key, []).append(i)
+        for key, idx in groups.items():
+            for start in range(0, len(idx), self.max_batch):
+                chunk = idx[start:start + self.max_batch]
+                try:
+                    if key[0] == "alone":
+                        f = frames[chunk[0]]
+                        got = [self.engine.derain_downscaled(f.image, s.max_input_size, bgr=f.bgr)]
+                    else:
+                        got = self.engine.derain_batch([frames[i].image for i in chunk], bgr=key[2])
+                except InputError as exc:
+                    for i in chunk:
+                        outcomes[i] = self.reject(items[i][0], "bad_input", str(exc))
+                    continue
+                except Exception as exc:  # CUDA OOM, driver errors, MemoryError: count, log, keep serving
+                    for i in chunk:
+                        self.stats[items[i][0]].on_error()
+                        outcomes[i] = Outcome.FAILED
+                    self._error(f"inference failed on {len(chunk)} frame(s) of {self.cameras[items[chunk[0]][0]]}: "
+                                f"{exc!r}")
+                    self.engine.release_cached_memory()
+                    continue
+                for i, res in zip(chunk, got):
+                    res.rain = rain_level.measure(res.residue, res.clean.dtype)
+                    self.stats[items[i][0]].on_rain(res.rain)
+                    results[i] = res
+
+    def _finish(self, camera: int, payload: Any, frame: Decoded | None, result: DerainResult | None, s: Settings,
+                t_recv: float) -> Outcome:
+        stats = self.stats[camera]
         try:
-            self._publish(camera, payload, result, s)
+            self._publish(camera, payload, frame, result, s)
         except OutputsClosed:
             self.slots.count_drop(camera)
             return Outcome.DISCARDED
@@ -171,13 +216,12 @@ class DerainWorker:
             except Exception as exc:  # a broken device shows up here first; keep serving errors per frame
                 self._error(f"warm-up failed: {exc!r}")
         while True:
-            got = self.slots.take(timeout=0.5)
-            if got is None:
+            got = self.slots.take_many(self.max_batch, timeout=0.5)
+            if not got:
                 if self.slots.closed:
                     return
                 continue
-            camera, (payload, t_recv) = got
-            self.process(camera, payload, t_recv)
+            self.process_many([(camera, payload, t_recv) for camera, (payload, t_recv) in got])
 
     @property
     def busy(self) -> bool:

@@ -1,10 +1,13 @@
 """pcnet-bag: derain the image topics of a rosbag2 (sqlite3 or mcap) into a new bag, offline, without ROS.
 
-Every input topic is copied unchanged with its timestamps; each image topic T
-gains T/derained and T/rain_residue at the same timestamps and with the same
-headers.  Output is written to a temporary folder and renamed into place only
-when complete, so a failure (corrupt or truncated input, full disk) never
-leaves a plausible-looking half bag behind.
+Every input topic is copied unchanged with its timestamps; each image topic
+gains derained and residue topics of the same message type at the same
+timestamps and with the same headers: ``sensor_msgs/Image`` T gets T/derained
+and T/rain_residue, ``sensor_msgs/CompressedImage`` B/compressed gets
+B/derained/compressed (JPEG) and B/rain_residue/compressed (PNG).  Output is
+written to a temporary folder and renamed into place only when complete, so a
+failure (corrupt or truncated input, full disk) never leaves a plausible-looking
+half bag behind.
 """
 from __future__ import annotations
 
@@ -13,18 +16,44 @@ from pathlib import Path
 import shutil
 import sys
 
+import numpy as np
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, residue_to_image
 from pcnet_ros.ros import image_codec
-from pcnet_ros.tools.bagio import bag_writer, BagError, IMAGE_TYPE, open_reader, serialize_image, storage_of, typestore
+from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
+                                   serialize_image, storage_of, typestore)
 from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, OK, PARTIAL, ToolError
+
+
+def _outputs_of(topic: str, msgtype: str) -> tuple[str, str]:
+    """Base topics of the clean and residue streams for an input topic (image_transport naming)."""
+    if msgtype == COMPRESSED_TYPE:
+        base = topic[:-len("/compressed")] if topic.endswith("/compressed") else topic
+        return f"{base}/derained/compressed", f"{base}/rain_residue/compressed"
+    return f"{topic}/derained", f"{topic}/rain_residue"
+
+
+class _Pending:
+    """Image messages of one topic waiting to run as a batch."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple] = []          # (conn, stamp, msg, array, encoding, bgr)
+
+    def key(self):
+        _, _, _, arr, _, bgr = self.items[0]
+        return arr.shape, arr.dtype.str, bgr
 
 
 def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | None = None,
                storage: str | None = None, residue: bool = True, residue_mode: str = "positive",
-               progress: bool = True) -> dict[str, int]:
-    """Write ``dst`` = ``src`` + derained (and residue) topics. Returns counts per kind."""
+               progress: bool = True, batch: int = 4, jpeg_quality: int = 90) -> dict[str, int]:
+    """Write ``dst`` = ``src`` + derained (and residue) topics, in the input's message type. Returns counts.
+
+    ``sensor_msgs/Image`` topics T gain ``T/derained`` and ``T/rain_residue``; ``CompressedImage`` topics
+    ``B/compressed`` gain ``B/derained/compressed`` (JPEG) and ``B/rain_residue/compressed`` (PNG).
+    Consecutive frames of one topic and size run ``batch`` at a time.
+    """
     if dst.exists():
         raise BagError(f"output {dst} already exists; remove it or choose another name")
     store = typestore()
@@ -32,13 +61,13 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
     tmp = dst.with_name(dst.name + ".partial")
     counts = {"copied": 0, "derained": 0, "skipped": 0}
     try:
-        image_conns = [c for c in reader.connections if c.msgtype == IMAGE_TYPE and (not topics or c.topic in topics)]
+        image_conns = [c for c in reader.connections if c.msgtype in IMAGE_TYPES and (not topics or c.topic in topics)]
         if topics and {c.topic for c in image_conns} != set(topics):
             missing = set(topics) - {c.topic for c in image_conns}
             raise BagError(f"image topics not in bag {src}: {sorted(missing)}")
         if not image_conns:
-            raise BagError(f"bag {src} has no {IMAGE_TYPE} topics to derain" if reader.message_count else
-                           f"bag {src} is empty")
+            raise BagError(f"bag {src} has no {' or '.join(IMAGE_TYPES)} topics to derain" if reader.message_count
+                           else f"bag {src} is empty")
         shutil.rmtree(tmp, ignore_errors=True)
         with bag_writer(tmp, storage or storage_of(src)) as writer:
             out_conns, derived = {}, {}
@@ -48,10 +77,31 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                     serialization_format=c.ext.serialization_format,
                     offered_qos_profiles=c.ext.offered_qos_profiles)
             for c in image_conns:
-                kinds = ["derained"] + (["rain_residue"] if residue else [])
-                derived[c.id] = {k: writer.add_connection(f"{c.topic}/{k}", IMAGE_TYPE, typestore=store,
+                clean_topic, residue_topic = _outputs_of(c.topic, c.msgtype)
+                kinds = {"derained": clean_topic, **({"rain_residue": residue_topic} if residue else {})}
+                derived[c.id] = {k: writer.add_connection(t, c.msgtype, typestore=store,
                                                           offered_qos_profiles=c.ext.offered_qos_profiles)
-                                 for k in kinds}
+                                 for k, t in kinds.items()}
+
+            def flush(p: _Pending) -> None:
+                if not p.items:
+                    return
+                try:
+                    results = engine.derain_batch([it[3] for it in p.items], bgr=p.items[0][5])
+                except InputError as exc:
+                    counts["skipped"] += len(p.items)
+                    tqdm.write(f"{p.items[0][0].topic}: {len(p.items)} frame(s) skipped ({exc})")
+                    results = []
+                for (conn, stamp, msg, arr, encoding, _), res in zip(p.items, results):
+                    outputs = {"derained": res.clean,
+                               "rain_residue": residue_to_image(res.residue, arr.dtype, residue_mode)}
+                    for kind, out_conn in derived[conn.id].items():
+                        writer.write(out_conn, stamp, _serialize(store, conn.msgtype, outputs[kind], encoding,
+                                                                 msg.header, kind, jpeg_quality))
+                    counts["derained"] += 1
+                p.items = []
+
+            pending: dict[int, _Pending] = {c.id: _Pending() for c in image_conns}
             bar = tqdm(total=reader.message_count, unit="msg", desc="pcnet-bag", disable=not progress)
             try:
                 for conn, stamp, raw in reader.messages():
@@ -62,17 +112,19 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                         continue
                     msg = store.deserialize_cdr(raw, conn.msgtype)
                     try:
-                        arr, enc = image_codec.decode(msg)
-                        res = engine.derain(arr, bgr=enc.bgr)
-                    except (image_codec.MalformedImage, InputError) as exc:
+                        arr, encoding, bgr = _decode(conn.msgtype, msg)
+                    except image_codec.MalformedImage as exc:
                         counts["skipped"] += 1
                         tqdm.write(f"{conn.topic} @ {stamp}: skipped ({exc})")
                         continue
-                    outputs = {"derained": res.clean,
-                               "rain_residue": residue_to_image(res.residue, arr.dtype, residue_mode)}
-                    for kind, out_conn in derived[conn.id].items():
-                        writer.write(out_conn, stamp, serialize_image(store, outputs[kind], msg.encoding, msg.header))
-                    counts["derained"] += 1
+                    p = pending[conn.id]
+                    if p.items and p.key() != (arr.shape, arr.dtype.str, bgr):
+                        flush(p)
+                    p.items.append((conn, stamp, msg, arr, encoding, bgr))
+                    if len(p.items) >= batch:
+                        flush(p)
+                for p in pending.values():
+                    flush(p)
             except BagError:
                 raise
             except Exception as exc:
@@ -92,6 +144,22 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
     return counts
 
 
+def _decode(msgtype: str, msg) -> tuple[np.ndarray, str, bool]:
+    if msgtype == COMPRESSED_TYPE:
+        arr, encoding = image_codec.decode_compressed(msg)
+        return arr, encoding, True
+    arr, enc = image_codec.decode(msg)
+    return arr, msg.encoding, enc.bgr
+
+
+def _serialize(store, msgtype: str, array: np.ndarray, encoding: str, header, kind: str, quality: int) -> bytes:
+    if msgtype == IMAGE_TYPE:
+        return serialize_image(store, array, encoding, header)
+    fmt, data = image_codec.encode_compressed(array, encoding, "jpeg" if kind == "derained" else "png", quality)
+    out = store.types[COMPRESSED_TYPE](header=header, format=fmt, data=np.frombuffer(data, np.uint8))
+    return store.serialize_cdr(out, COMPRESSED_TYPE)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pcnet-bag", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -103,11 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: as the input)")
     ap.add_argument("--no-residue", action="store_true", help="do not write rain_residue topics")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
+    ap.add_argument("--jpeg-quality", type=int, default=90, help="for derained CompressedImage topics")
     add_engine_args(ap)
     args = ap.parse_args(argv)
     try:
-        counts = derain_bag(args.input, args.output, engine_from_args(args), args.topics, args.storage,
-                            not args.no_residue, args.residue_mode)
+        engine = engine_from_args(args)
+        counts = derain_bag(args.input, args.output, engine, args.topics, args.storage,
+                            not args.no_residue, args.residue_mode, batch=args.batch or engine.default_batch,
+                            jpeg_quality=args.jpeg_quality)
     except (BagError, ToolError) as exc:
         return fail("pcnet-bag", f"{exc}; nothing was written to {args.output}")
     print(f"wrote {args.output}: {counts['copied']} messages copied, {counts['derained']} images derained"

@@ -12,6 +12,7 @@ from pcnet_ros.ros import image_codec
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 
 
 class BagError(RuntimeError):

@@ -4,11 +4,14 @@
     pcnet-bench --soak 600               # plus the 10-minute memory soak of the node
 
 Rows:
-  (a) each engine backend vs a plain eager fp32 PyTorch run of the same weights on the same frames:
-      speed-up and max |difference|;
+  (a) each engine backend (and precision) vs a plain eager fp32 PyTorch run of the same weights on the same
+      frames: speed-up, max |difference|, PSNR against the fp32 output, GFLOP/s and its fraction of
+  (p) this machine's achievable convolution throughput: a large dense 3x3 convolution in each framework;
+  (n) per-frame cost of batches of 1, 2 and 4 frames (cameras of a rig), best backend;
   (b) the node's frames/s over DDS under a flood vs the engine alone: ratio;
   (c) the node's p95 end-to-end latency under a 30 Hz flood / one inference time;
-  (d) node RSS at the start and end of the flood: growth in %.
+  (d) node RSS at the start and end of the flood: growth in %;
+  (e) node RSS under a stream of random sizes (8-200 px at 50 Hz): growth in %.
 This machine is noisy: variants are interleaved (ABAB...) and medians compared, never absolute numbers
 across runs.
 """
@@ -26,6 +29,7 @@ import time
 import numpy as np
 import torch
 
+from pcnet_ros.core.backends import BackendError, cpu_has_native_bf16, openvino_available
 from pcnet_ros.core.engine import DerainEngine, pad_to_multiple, resolve_device, SIZE_BUCKET
 from pcnet_ros.core.weights import build_model
 from pcnet_ros.paths import SOURCE_ROOT
@@ -51,34 +55,110 @@ def _engine_fn(engine: DerainEngine):
     return run
 
 
-def bench_engine(weights: str, sizes: list[str], backends: list[str], device: str, repeats: int) -> list[dict]:
-    """Row (a): interleaved timing of baseline and each backend, per size."""
-    rows = []
-    base_model, _ = build_model(weights)
-    base_model = base_model.to(device)
+def pcnet_gflop(model: torch.nn.Module, h: int, w: int) -> float:
+    """Multiply-adds x 2 of every convolution in one forward pass at h x w (padded as the engine pads)."""
+    flops = []
+
+    def conv_hook(mod, inp, out):
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        if isinstance(mod, torch.nn.ConvTranspose2d):
+            flops.append(2 * inp[0].numel() * mod.out_channels // mod.groups * k)
+        else:
+            flops.append(2 * out.numel() * mod.in_channels // mod.groups * k)
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    x, _, _ = pad_to_multiple(torch.zeros(1, 3, h, w), SIZE_BUCKET)
+    with torch.inference_mode():
+        model.float().eval()(x.to(next(model.parameters()).device))
+    for hk in hooks:
+        hk.remove()
+    return sum(flops) / 1e9
+
+
+def conv_peak(device: torch.device, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a large dense 3x3 convolution (128 -> 128 channels, 128x128), per framework."""
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval().to(device)
+    x = torch.rand(1, 128, 128, 128, device=device)
+    gflop = 2 * 128 * 128 * 9 * 128 * 128 / 1e9
+    out = {}
+    cl = conv.to(memory_format=torch.channels_last)
+    xc = x.contiguous(memory_format=torch.channels_last)
+
+    def torch_run():
+        with torch.inference_mode():
+            cl(xc)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    out["torch"] = gflop / _median_time(torch_run, repeats)
+    if device.type == "cpu" and openvino_available():
+        import openvino as ov
+
+        net = ov.Core().compile_model(ov.convert_model(conv.to(memory_format=torch.contiguous_format),
+                                                       example_input=x), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+        xn = x.numpy()
+        out["openvino"] = gflop / _median_time(lambda: net(xn), repeats)
+    return out
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def engine_variants(weights: str, backends: list[str], device: str) -> tuple[dict, dict]:
+    """name -> (run function, engine or None); plus first-call seconds (conversion, compilation)."""
     dev = torch.device(device)
-    variants = {"baseline eager fp32": _baseline(base_model)}
-    compile_s = {}
-    for b in backends:
+    base_model, _ = build_model(weights)
+    variants = {"baseline eager fp32": (_baseline(base_model.to(dev)), None)}
+    setup_s = {}
+    wanted = [(b, "fp32") for b in backends]
+    if dev.type == "cuda":
+        wanted += [("eager", "fp16"), ("compile", "fp16"), ("eager", "bf16")]
+    elif "openvino" in backends and cpu_has_native_bf16():
+        wanted.append(("openvino", "bf16"))
+    for backend, precision in wanted:
         model, _ = build_model(weights)
         t0 = time.perf_counter()
-        variants[b] = _engine_fn(DerainEngine(model, device=device, backend=b))
-        compile_s[b] = time.perf_counter() - t0
-    if dev.type == "cuda":
-        model, _ = build_model(weights)
-        variants["eager fp16"] = _engine_fn(DerainEngine(model, device=device, fp16=True))
+        try:
+            engine = DerainEngine(model, device=device, backend=backend, precision=precision)
+        except (BackendError, ValueError) as exc:
+            print(f"  skipping {backend} {precision}: {exc}")
+            continue
+        name = f"{backend} {precision}"
+        variants[name] = (_engine_fn(engine), engine)
+        setup_s[name] = time.perf_counter() - t0
+    return variants, setup_s
+
+
+def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, repeats: int,
+                 peak: float, gflop: dict[str, float]) -> list[dict]:
+    """Row (a): interleaved timing of the baseline and each variant, per size."""
+    rows = []
+    dev = torch.device(device)
     for size in sizes:
         h, w = SIZES[size]
         x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
-        ref = variants["baseline eager fp32"](x).float()
+        ref = variants["baseline eager fp32"][0](x).float()
         times = {k: [] for k in variants}
-        diffs = {}
-        for k, f in variants.items():                      # warm-up (and compile) outside the timing
+        diffs, psnrs, first = {}, {}, {}
+        for k, (f, _) in variants.items():                 # warm-up (and compile) outside the timing
             t0 = time.perf_counter()
-            diffs[k] = (f(x).float() - ref).abs().max().item()
-            compile_s[f"{k}@{size}"] = time.perf_counter() - t0
+            y = f(x).float()
+            first[k] = time.perf_counter() - t0 + setup_s.get(k, 0.0)
+            diffs[k], psnrs[k] = (y - ref).abs().max().item(), _psnr(y, ref)
         for _ in range(repeats):                            # interleaved: noise hits all variants alike
-            for k, f in variants.items():
+            for k, (f, _) in variants.items():
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
@@ -90,8 +170,27 @@ def bench_engine(weights: str, sizes: list[str], backends: list[str], device: st
         for k in variants:
             med = statistics.median(times[k])
             rows.append({"size": size, "variant": k, "ms": med * 1e3, "fps": 1 / med, "speedup": base / med,
-                         "max_abs_diff": diffs[k], "first_call_s": compile_s[f"{k}@{size}"]})
+                         "max_abs_diff": diffs[k], "psnr_vs_fp32": psnrs[k], "first_call_s": first[k],
+                         "gflops": gflop[size] / med, "of_peak": gflop[size] / med / peak})
     return rows
+
+
+def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 4)) -> list[dict]:
+    """Row (n): per-frame time of same-size batches, interleaved."""
+    h, w = SIZES[size]
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(max(batches))]
+    times = {b: [] for b in batches}
+    for b in batches:
+        engine.derain_batch(frames[:b])                    # compile this batch shape outside the timing
+    for _ in range(repeats):
+        for b in batches:
+            t0 = time.perf_counter()
+            engine.derain_batch(frames[:b])
+            times[b].append((time.perf_counter() - t0) / b)
+    one = statistics.median(times[batches[0]])
+    return [{"batch": b, "ms_per_frame": statistics.median(times[b]) * 1e3,
+             "vs_batch_1": statistics.median(times[b]) / one} for b in batches]
 
 
 def _rss_mb(pid: int) -> float:
@@ -103,8 +202,8 @@ def _rss_mb(pid: int) -> float:
 
 
 def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: float, seconds: float,
-               flood_hz: float = 30.0, soak: float = 0.0) -> dict:
-    """Rows (b)-(d): flood a real pcnet_node process over DDS and measure what comes out."""
+               flood_hz: float = 30.0, soak: float = 0.0, vary_seconds: float = 0.0) -> dict:
+    """Rows (b)-(e): flood a real pcnet_node process over DDS and measure what comes out."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -115,7 +214,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
     h, w = SIZES[size]
     log = open(SOURCE_ROOT / "out" / "bench_node.log", "w") if (SOURCE_ROOT / "out").is_dir() else subprocess.DEVNULL
     proc = start_node({"weights": weights, "device": device, "backend": backend, "input_qos": "reliable",
-                       "publish_residue": True}, "/bench", log)
+                       "publish_residue": True, "input_qos_depth": 2}, "/bench", log)
     rclpy.init()
     node = rclpy.create_node("pcnet_bench")
     got = []
@@ -177,8 +276,30 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
         during = rss[1:] or rss                              # samples taken every 10 s of flood
         q = max(1, len(during) // 4)
         first, last = statistics.median(during[:q]), statistics.median(during[-q:])
-        return {"size": size, "backend": backend, "saturated": saturated, "flood": flood, "rss_mb": rss,
-                "rss_start_mb": first, "rss_end_mb": last, "rss_growth_pct": 100 * (last - first) / first}
+        result = {"size": size, "backend": backend, "saturated": saturated, "flood": flood, "rss_mb": rss,
+                  "rss_start_mb": first, "rss_end_mb": last, "rss_growth_pct": 100 * (last - first) / first}
+        if vary_seconds:
+            # (e) random sizes 8-200 px at 50 Hz: what once grew RSS 483 -> 682 MB in 95 s
+            rng = np.random.default_rng(1)
+            vary = [_rss_mb(proc.pid)]
+            t0, k = time.monotonic(), 0
+            while time.monotonic() - t0 < vary_seconds:
+                k += 1
+                hh, ww = (int(v) for v in rng.integers(8, 201, 2))
+                m = Image()
+                image_codec.fill(m, rng.integers(0, 256, (hh, ww, 3), dtype=np.uint8), "rgb8", m.header)
+                pub.publish(m)
+                nxt = t0 + k / 50.0
+                while time.monotonic() < nxt:
+                    ex.spin_once(timeout_sec=max(0.0, nxt - time.monotonic()))
+                if k % 250 == 0:
+                    vary.append(_rss_mb(proc.pid))
+            during = vary[1:] or vary
+            q = max(1, len(during) // 4)
+            a, b = statistics.median(during[:q]), statistics.median(during[-q:])
+            result.update(vary_rss_mb=vary, vary_frames=k, vary_start_mb=a, vary_end_mb=b,
+                          vary_growth_pct=100 * (b - a) / a)
+        return result
 
     finally:
         stop_node(proc)
@@ -191,38 +312,58 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pcnet-bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
-    ap.add_argument("--backends", nargs="*", default=["eager", "onnxruntime", "compile"])
+    ap.add_argument("--backends", nargs="*", default=["eager", "onnxruntime", "openvino", "compile"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--node-size", default="640x480", choices=list(SIZES))
     ap.add_argument("--seconds", type=float, default=30.0, help="flood duration for rows (b)-(d)")
     ap.add_argument("--soak", type=float, default=0.0, help="flood duration for (d) instead, e.g. 600")
+    ap.add_argument("--vary-seconds", type=float, default=95.0, help="duration of row (e), random sizes")
     ap.add_argument("--skip-node", action="store_true")
     ap.add_argument("--json", type=Path, default=Path("out/bench.json"))
     add_engine_args(ap, backend_default=None, backend_help="backend for the node rows (default: the fastest in (a))")
     args = ap.parse_args(argv)
     args.device = str(resolve_device(args.device))
     keep_dds_local()
+    dev = torch.device(args.device)
 
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} cores", flush=True)
     sizes = args.sizes + ([args.node_size] if not args.skip_node and args.node_size not in args.sizes else [])
-    rows = bench_engine(args.weights, sizes, args.backends, args.device, args.repeats)
+    model, _ = build_model(args.weights)
+    gflop = {size: pcnet_gflop(model, *SIZES[size]) for size in sizes}
+    peaks = conv_peak(dev, args.repeats)
+    peak = max(peaks.values())
+    print("\n(p) achievable convolution throughput (dense 3x3, 128 -> 128 channels, 128x128): " +
+          ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()) + f"; peak taken as {peak:.1f} GFLOP/s")
+    print("    PCNet per frame: " + ", ".join(f"{s_} {g:.1f} GFLOP" for s_, g in gflop.items()))
+    variants, setup_s = engine_variants(args.weights, args.backends, args.device)
+    rows = bench_engine(variants, setup_s, sizes, args.device, args.repeats, peak, gflop)
     print("\n(a) engine vs plain eager fp32 (same weights, same frames; median of interleaved runs)")
-    print(f"{'size':<10}{'variant':<22}{'ms/frame':>10}{'fps':>8}{'speed-up':>10}{'max|diff|':>11}{'1st call s':>11}")
+    print(f"{'size':<10}{'variant':<22}{'ms/frame':>10}{'fps':>8}{'speed-up':>10}{'max|diff|':>11}{'PSNR fp32':>10}"
+          f"{'GFLOP/s':>9}{'of peak':>9}{'1st call s':>11}")
     for r in rows:
         print(f"{r['size']:<10}{r['variant']:<22}{r['ms']:>10.1f}{r['fps']:>8.2f}{r['speedup']:>9.2f}x"
-              f"{r['max_abs_diff']:>11.1e}{r['first_call_s']:>11.1f}")
-    result = {"engine": rows}
+              f"{r['max_abs_diff']:>11.1e}{r['psnr_vs_fp32']:>10.1f}{r['gflops']:>9.1f}{r['of_peak']:>8.0%}"
+              f"{r['first_call_s']:>11.1f}")
+    result = {"engine": rows, "conv_peak_gflops": peaks, "pcnet_gflop": gflop}
+    fastest = max((r for r in rows if r["size"] == sizes[0] and variants[r["variant"]][1] is not None),
+                  key=lambda r: r["speedup"])
+    batches = bench_batches(variants[fastest["variant"]][1], sizes[0], args.repeats)
+    result["batches"] = batches
+    print(f"\n(n) batches of same-size frames, {fastest['variant']}, {sizes[0]}: " + ", ".join(
+        f"batch {b['batch']}: {b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x)" for b in batches))
     if not args.skip_node:
-        cands = [r for r in rows if r["size"] == args.node_size and r["variant"] in args.backends]
-        backend = args.backend or max(cands, key=lambda r: r["speedup"])["variant"]
-        engine_fps = next(r["fps"] for r in cands if r["variant"] == backend)
+        cands = [r for r in rows if r["size"] == args.node_size and variants[r["variant"]][1] is not None
+                 and r["variant"].endswith("fp32")]
+        best = max(cands, key=lambda r: r["speedup"])
+        backend = args.backend or variants[best["variant"]][1].backend
+        engine_fps = next(r["fps"] for r in cands if r["variant"] == f"{backend} fp32")
         engine_ms = 1e3 / engine_fps
         node = bench_node(args.weights, args.node_size, backend, args.device, engine_fps, args.seconds, 30.0,
-                          args.soak)
+                          args.soak, args.vary_seconds)
         result["node"] = node | {"engine_fps": engine_fps}
         sat, flood = node["saturated"], node["flood"]
-        print(f"\n(b)-(d) live pcnet_node over DDS, {args.node_size} rgb8, backend {backend}")
+        print(f"\n(b)-(e) live pcnet_node over DDS, {args.node_size} rgb8, backend {backend}")
         print(f"  (b) node {sat['node_fps']:.2f} fps / engine alone {engine_fps:.2f} fps = "
               f"{sat['node_fps'] / engine_fps:.2f}   (target >= 0.9; input at {sat['input_hz']:.1f} Hz = 2x engine)")
         print(f"  (c) 30 Hz flood: p95 latency {flood['latency_p95_ms']:.0f} ms / one inference {engine_ms:.0f} ms = "
@@ -233,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{node['rss_start_mb']:.0f} MB -> {node['rss_end_mb']:.0f} MB over "
               f"{args.soak or args.seconds:.0f} s of flood: {node['rss_growth_pct']:+.1f}%   "
               f"(target < +5% over a 600 s soak: --soak 600)")
+        if "vary_growth_pct" in node:
+            print(f"  (e) random sizes 8-200 px at 50 Hz, {node['vary_frames']} frames: RSS "
+                  f"{node['vary_start_mb']:.0f} MB -> {node['vary_end_mb']:.0f} MB: {node['vary_growth_pct']:+.1f}%"
+                  f"   (target <= +5%); samples: " + " ".join(f"{v:.0f}" for v in node["vary_rss_mb"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(f"\nwrote {args.json}")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any, IO
 
-from pcnet_ros.core.engine import BACKENDS, DerainEngine
+from pcnet_ros.core.engine import BACKENDS, DerainEngine, PRECISIONS
 from pcnet_ros.core.weights import build_model, WeightsError
 from pcnet_ros.paths import SOURCE_ROOT
 
@@ -23,14 +23,17 @@ class ToolError(RuntimeError):
     """A usage or input problem: the tool prints it on one line and exits with USAGE."""
 
 
-def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "eager",
+def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "auto",
                     backend_help: str = "inference backend") -> None:
-    """--weights --device --backend --fp16 --threads, alike in every tool."""
+    """--weights --device --backend --precision --threads, alike in every tool."""
     g = ap.add_argument_group("model")
     g.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--backend", choices=BACKENDS, default=backend_default, help=backend_help)
-    g.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    g.add_argument("--batch", type=int, default=0,
+                   help="frames of one size run as one batch, up to this many (0: 4 on CUDA, 1 on a CPU)")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp16 on CUDA; bf16 on CUDA or with openvino on a bf16 CPU")
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     if random_weights:
         g.add_argument("--random-weights", action="store_true",
@@ -44,7 +47,7 @@ def engine_from_args(args: argparse.Namespace) -> DerainEngine:
         model, meta = build_model(None if random else args.weights, allow_random=random)
         if meta.get("random"):
             logging.warning("RUNNING WITH RANDOM WEIGHTS: output is meaningless")
-        return DerainEngine(model, device=args.device, fp16=args.fp16, backend=args.backend,
+        return DerainEngine(model, device=args.device, precision=args.precision, backend=args.backend,
                             num_threads=args.threads or None)
     except (WeightsError, ValueError, RuntimeError) as exc:
         raise ToolError(str(exc)) from None
@@ -56,9 +59,10 @@ def fail(prog: str, message: str) -> int:
 
 
 def start_node(params: dict[str, Any], namespace: str = "/", log: IO | int = subprocess.DEVNULL,
-               params_file: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    """pcnet_node as its own process, started as a user would (``--params-file``, ``-p`` overrides)."""
-    cmd = [sys.executable, "-m", "pcnet_ros.ros.node", "--ros-args"]
+               params_file: Path | None = None, env: dict | None = None,
+               module: str = "pcnet_ros.ros.node") -> subprocess.Popen:
+    """pcnet_node (or ``module``) as its own process, started as a user would (``--params-file``, ``-p``)."""
+    cmd = [sys.executable, "-m", module, "--ros-args"]
     if params_file is not None:
         cmd += ["--params-file", str(params_file)]
     cmd += ["-r", f"__ns:={namespace}"]

@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     print("[2/4] starting pcnet_node (its own process, config/pcnet.yaml)", flush=True)
     log = open(args.out / "node.log", "w")
     node_proc = start_node({"input_topics": list(CAMERAS), "weights": args.weights, "device": args.device,
-                            "backend": args.backend, "fp16": args.fp16, "torch_threads": args.threads},
+                            "backend": args.backend, "precision": args.precision, "torch_threads": args.threads,
+                            "max_batch": args.batch},
                            log=log, params_file=SOURCE_ROOT / "config" / "pcnet.yaml")
 
     import rclpy

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 import sys
 
+import numpy as np
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import InputError, RESIDUE_MODES, residue_to_image
@@ -45,6 +46,24 @@ def plan_outputs(inputs: list[Path], spec: str, output: Path) -> dict[Path, Path
     return plan
 
 
+def engine_input_check(img: np.ndarray) -> np.ndarray:
+    """What the engine refuses, found before a batch is formed (so one bad file does not sink the batch)."""
+    if img.dtype not in (np.uint8, np.uint16) or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in
+                                                                            (1, 3, 4)):
+        raise InputError(f"unsupported image {img.shape} {img.dtype}")
+    return img
+
+
+def write_outputs(img: np.ndarray, res, dst: Path, args: argparse.Namespace) -> None:
+    write_image(dst, res.clean)
+    residue = residue_to_image(res.residue, img.dtype, args.residue_mode)
+    if args.residue:
+        write_image(dst.with_name(dst.stem + "_residue.png"), residue)
+    if args.compare:
+        strip = side_by_side([img, res.clean, amplify(residue)], ["rainy", "PCNet clean", "rain residue x4"])
+        write_image(dst.with_name(dst.stem + "_compare.jpg"), strip)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pcnet-derain", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,22 +85,34 @@ def main(argv: list[str] | None = None) -> int:
     except ToolError as exc:
         return fail("pcnet-derain", str(exc))
     skipped = 0
+    batch: list[tuple[Path, Path, np.ndarray]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        results = engine.derain_batch([img for _, _, img in batch], bgr=batch[0][2].ndim == 3)
+        for (src, dst, img), res in zip(batch, results):
+            write_outputs(img, res, dst, args)
+        batch.clear()
+
     try:
-        for src, dst in tqdm(plan.items(), desc="derain", unit="img", disable=len(plan) == 1):
-            try:
-                img = read_any(src)
-                res = engine.derain(img, bgr=img.ndim == 3)
-            except (ImageIOError, InputError) as exc:
-                tqdm.write(f"skipping {src}: {exc}")
-                skipped += 1
-                continue
-            write_image(dst, res.clean)
-            residue = residue_to_image(res.residue, img.dtype, args.residue_mode)
-            if args.residue:
-                write_image(dst.with_name(dst.stem + "_residue.png"), residue)
-            if args.compare:
-                strip = side_by_side([img, res.clean, amplify(residue)], ["rainy", "PCNet clean", "rain residue x4"])
-                write_image(dst.with_name(dst.stem + "_compare.jpg"), strip)
+        with tqdm(total=len(plan), desc="derain", unit="img", disable=len(plan) == 1) as bar:
+            for src, dst in plan.items():
+                try:
+                    img = read_any(src)
+                    _ = engine_input_check(img)
+                except (ImageIOError, InputError) as exc:
+                    tqdm.write(f"skipping {src}: {exc}")
+                    skipped += 1
+                    bar.update(1)
+                    continue
+                if batch and (img.shape != batch[0][2].shape or img.dtype != batch[0][2].dtype):
+                    flush()
+                batch.append((src, dst, img))
+                if len(batch) >= (args.batch or engine.default_batch):
+                    flush()
+                bar.update(1)
+            flush()
     except (ImageIOError, OSError) as exc:   # the output went away or filled up: stop, say so
         return fail("pcnet-derain", str(exc))
     print(f"derained {len(plan) - skipped} image(s) into {args.output}" + (f", skipped {skipped}" if skipped else ""))

@@ -1,0 +1,207 @@
+"""Ways to run the PCNet forward pass: each turns N,3,H,W floats in [0, 1] (H, W multiples of 4) into B.
+
+eager        torch, channels_last, inference_mode
+compile      torch.compile (inductor); CUDA graphs ("reduce-overhead") on a GPU, where sizes are stable
+onnxruntime  the exported ONNX graph in ONNX Runtime (CUDA provider on a GPU)
+openvino     the model converted once to OpenVINO, compiled per input size (LRU-cached): the fastest CPU path
+auto         compile-free and safe: eager on CUDA, openvino on a CPU where it is installed, else eager
+
+Precision: fp32 everywhere; fp16 on CUDA; bf16 on CUDA, or on OpenVINO's CPU plugin where the CPU has
+native bf16.  A precision a device cannot run is an error, never a silent fallback.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+import tempfile
+from typing import Callable
+
+import torch
+
+BACKENDS = ("auto", "eager", "compile", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "fp16", "bf16")
+#: OpenVINO models compiled for this many input sizes are kept; older ones are dropped (memory stays bounded).
+OPENVINO_CACHE = 4
+#: Converted models kept on disk, newest first.
+OPENVINO_DISK_CACHE = 6
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+class BackendError(RuntimeError):
+    """The backend or precision cannot run here; the message says why and what to use."""
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if device.type == "cpu" and openvino_available():
+        return "openvino"
+    return "eager"
+
+
+def cpu_has_native_bf16() -> bool:
+    """What OpenVINO's CPU plugin reports (avx512_bf16 or AMX); torch's CPU bf16 is emulated elsewhere."""
+    if not openvino_available():
+        return False
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def check_precision(precision: str, backend: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}': use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32" or device.type == "cuda" and backend != "openvino":
+        return
+    if precision == "bf16" and backend == "openvino":
+        if not cpu_has_native_bf16():
+            raise BackendError("precision bf16 needs a CPU with native bf16 (avx512_bf16 or AMX); this one has "
+                               "none: use fp32")
+        return
+    raise BackendError(f"precision {precision} with backend {backend} on {device.type} is not supported: "
+                       f"fp16 runs on CUDA; bf16 on CUDA or with the openvino backend on a bf16 CPU")
+
+
+def torch_dtype(precision: str, backend: str) -> torch.dtype:
+    """The dtype the torch model and its inputs use (OpenVINO keeps fp32 tensors and lowers precision itself)."""
+    if backend == "openvino":
+        return torch.float32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def eager(model: torch.nn.Module) -> Runner:
+    return lambda x: model(x)[0]
+
+
+def compiled(model: torch.nn.Module, device: torch.device) -> Runner:
+    mode = "reduce-overhead" if device.type == "cuda" else None     # CUDA graphs replay a stable size
+    fn = torch.compile(model, dynamic=False, mode=mode)
+    return lambda x: fn(x)[0]
+
+
+def onnxruntime(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Runner:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)") from exc
+    if dtype != torch.float32:
+        raise BackendError("the onnxruntime backend runs fp32; export an fp16 graph with pcnet-export for TensorRT")
+    from pcnet_ros.core.export import onnx_bytes
+
+    providers = (["CUDAExecutionProvider"] if device.type == "cuda" else []) + ["CPUExecutionProvider"]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(onnx_bytes(model, dynamic=True), opts, providers=providers)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = session.run(["clean"], {"rainy": x.float().contiguous().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
+    return run
+
+
+def cache_dir() -> Path:
+    """$PCNET_CACHE_DIR, else $XDG_CACHE_HOME/pcnet_ros, else ~/.cache/pcnet_ros."""
+    if os.environ.get("PCNET_CACHE_DIR"):
+        return Path(os.environ["PCNET_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pcnet_ros"
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().float().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def openvino_model(model: torch.nn.Module):
+    """The model as OpenVINO sees it, with dynamic N, H, W: converted once per weights, then read from disk.
+
+    Conversion traces the whole network (15 s on 2 busy cores); reading the cached IR takes a fraction.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    path = cache_dir() / "openvino" / f"pcnet-{_weights_digest(model)}-ov{ov.__version__.split('-')[0]}.xml"
+    if path.is_file() and path.with_suffix(".bin").is_file():
+        try:
+            return core.read_model(str(path))
+        except Exception:  # a damaged cache entry: convert again below
+            pass
+    converted = ov.convert_model(model.float().eval(), example_input=torch.zeros(1, 3, 64, 64),
+                                 input=[ov.PartialShape([-1, 3, -1, -1])])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            staged = Path(tmp) / path.name
+            ov.save_model(converted, str(staged), compress_to_fp16=False)
+            os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))   # weights first, then the graph
+            os.replace(staged, path)
+        _prune(path.parent, keep=OPENVINO_DISK_CACHE)
+    except OSError:  # a read-only home: run without the cache
+        pass
+    return converted
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Keep the ``keep`` most recently written models (one per weights file seen)."""
+    models = sorted(folder.glob("pcnet-*.xml"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in models[keep:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def openvino(model: torch.nn.Module, precision: str, threads: int = 0) -> Runner:
+    if not openvino_available():
+        raise BackendError("backend 'openvino' needs the openvino package (pip install openvino)")
+    import openvino as ov
+
+    core = ov.Core()
+    base = openvino_model(model)
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+              "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled_by_shape: collections.OrderedDict = collections.OrderedDict()
+
+    def compiled_for(shape: tuple[int, ...]):
+        if shape in compiled_by_shape:
+            compiled_by_shape.move_to_end(shape)
+            return compiled_by_shape[shape]
+        m = base.clone()
+        m.reshape({m.inputs[0]: ov.PartialShape(list(shape))})
+        compiled_by_shape[shape] = core.compile_model(m, "CPU", config)
+        while len(compiled_by_shape) > OPENVINO_CACHE:
+            compiled_by_shape.popitem(last=False)
+        return compiled_by_shape[shape]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        net = compiled_for(tuple(x.shape))
+        out = net(x.float().contiguous().numpy())[net.outputs[0]]
+        return torch.from_numpy(out)
+    return run
+
+
+def make_runner(backend: str, model: torch.nn.Module, device: torch.device, precision: str,
+                dtype: torch.dtype, threads: int = 0) -> Runner:
+    if backend == "eager":
+        return eager(model)
+    if backend == "compile":
+        return compiled(model, device)
+    if backend == "onnxruntime":
+        return onnxruntime(model, device, dtype)
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise BackendError("backend 'openvino' runs on the CPU here; use eager or compile on CUDA")
+        return openvino(model, precision, threads)
+    raise ValueError(f"unknown backend '{backend}'")
