@@ -136,12 +136,12 @@ def test_a_two_camera_params_file_is_not_overridden(ws, graph, tmp_path):
 def test_sim_time_with_and_without_clock(ws, graph, tmp_path):
     launched = ws.start(SIM_TIME, tmp_path / "launch.log")
     try:
-        _roundtrip(graph, "/camera/image_raw", 7, launched=launched)                  # no /clock yet: still subscribes and serves
+        _roundtrip(graph, "/camera/image_raw", 7, launched=launched)    # no /clock yet: still subscribes and serves
         clock_pub = graph.node("launch_test_clock").create_publisher(Clock, "/clock", 10)
         for s in range(5):
             clock_pub.publish(Clock(clock=Time(sec=500 + s)))
             time.sleep(0.05)
-        _roundtrip(graph, "/camera/image_raw", 8, launched=launched)                  # with /clock: headers still untouched
+        _roundtrip(graph, "/camera/image_raw", 8, launched=launched)    # with /clock: headers untouched
         got = ws.run_until("ros2 param get /pcnet use_sim_time", "value is")
         assert "Boolean value is: True" in got.stdout, got
     finally:
@@ -183,7 +183,7 @@ def test_ros2_run_and_param_set(ws, graph, tmp_path):
 def test_managed_node_autostarts_through_launch(ws, graph, tmp_path):
     launched = ws.start(MANAGED, tmp_path / "launch.log")
     try:
-        _roundtrip(graph, "/camera/image_raw", 12, launched=launched)                 # configured and activated by launch events
+        _roundtrip(graph, "/camera/image_raw", 12, launched=launched)   # configured and activated by launch
         assert "pcnet_lifecycle_node" in launched.log()
     finally:
         _stop(launched)
