@@ -1,12 +1,13 @@
-"""Regenerate the README's pictures: rain synthesis panel and the demo contact sheet (after `make demo`)."""
+"""Regenerate the README's pictures: rain synthesis panels and the demo contact sheet (after `make demo`)."""
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from pcnet_ros.imageio import read_rgb
-from pcnet_ros.tools.visual import side_by_side
+from pcnet_ros.tools.visual import contact_sheet, side_by_side
 from pcnet_ros.training import rain
+from pcnet_ros.training.streaks import composite, StreakBank
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -24,6 +25,19 @@ def rain_panel() -> None:
     cv2.imwrite(str(DOCS / "rain_synthesis.jpg"), strip, [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
+def streak_panel() -> None:
+    """Heavy rain composited from the Garg streak layers beside RainTrainH's own rain on the same images."""
+    bank = StreakBank(DATA / "rain-streaks-garg06")
+    rows = []
+    for k, name in enumerate(("norain-12.png", "norain-5.png")):
+        clean = read_rgb(DATA / "rain100h-train-sample" / "clean" / name)
+        real = read_rgb(DATA / "rain100h-train-sample" / "rain" / name)
+        synth = composite(clean, bank, np.random.default_rng(k))
+        bgr = [cv2.cvtColor(a, cv2.COLOR_RGB2BGR) for a in (clean, synth, real)]
+        rows.append(side_by_side(bgr, ["clean", "synthesized: streak compositor", "real RainTrainH"]))
+    cv2.imwrite(str(DOCS / "streak_rain.jpg"), contact_sheet(rows), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def demo_sheet() -> None:
     sheet = cv2.imread(str(ROOT / "out" / "demo" / "contact_sheet.jpg"))
     if sheet is None:
@@ -35,4 +49,6 @@ def demo_sheet() -> None:
 if __name__ == "__main__":
     DOCS.mkdir(exist_ok=True)
     rain_panel()
-    demo_sheet()
+    streak_panel()
+    if (ROOT / "out" / "demo" / "contact_sheet.jpg").is_file():
+        demo_sheet()

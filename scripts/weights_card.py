@@ -13,36 +13,54 @@ from pcnet_ros.core.weights import build_model, BUNDLED
 from pcnet_ros.tools.visual import contact_sheet, side_by_side
 from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
+from pcnet_ros.training.streaks import StreakBank
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
-SETS = [("rain100l-train", "val", None), ("rain100l-train", "val", "heavy"), ("pcnet-train", "val", None),
+# (folder, split, synthesized rain): "streaks" = the Garg-layer compositor, "heavy" = the procedural generator
+SETS = [("rain100l-train", "val", None), ("rain100h-train-sample", "all", None),
+        ("rain100l-train", "val", "streaks"), ("rain100l-train", "val", "heavy"), ("pcnet-train", "val", None),
         ("pcnet-train", "all", None)]
 
 
-def scores(engine, folder, split, synth):
+def scores(engine, folder, split, synth, bank):
     paths = list_pairs(DATA / folder)
     if split != "all":
         paths = split_pairs(paths, 10)[1]
     triples = load_named_pairs(paths, max_side=1024)
     if synth:
-        triples = synthesize_pairs(triples, synth, seed=0)
+        triples = synthesize_pairs(triples, "heavy", seed=0, streaks=bank if synth == "streaks" else None)
     return len(triples), summarise(score_pairs(engine, triples, progress=True))
 
 
-def curve(run: Path) -> list[tuple[int, float]]:
-    log = run / "log.jsonl"
-    if not log.is_file():
-        return []
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
-    return [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r]
+def curve(variant: str) -> list[tuple[int, float]]:
+    """Validation during training: from runs/VARIANT/log.jsonl, else from the banked checkpoint's history."""
+    log = ROOT / "runs" / variant / "log.jsonl"
+    if log.is_file():
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        return [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r]
+    bank = ROOT / "checkpoints" / f"{variant}_last.pth"
+    if bank.is_file():
+        return [(h["step"], h["val_psnr"]) for h in torch.load(bank, weights_only=False)["state"]["history"]]
+    return []
+
+
+def _gpix(meta: dict) -> str:
+    px = meta.get("pixel_samples") or meta.get("step", 0) * 8 * 96 * 96
+    return f"{px / 1e9:.2f} G"
+
+
+def _selected_on(meta: dict) -> str:
+    if meta.get("val_data"):
+        return ", ".join(Path(d).name for d in meta["val_data"])
+    return "the held-out split" + (f" + synthesized {meta['val_synth']}" if meta.get("val_synth") else "")
 
 
 def compare_picture(engines: dict[str, DerainEngine]) -> str:
     """docs/weights_compare.jpg: held-out images, real and synthesized, through each shipped file."""
     picks = [load_named_pairs(split_pairs(list_pairs(DATA / "rain100l-train"), 10)[1][:1])[0],
              load_named_pairs(split_pairs(list_pairs(DATA / "pcnet-train"), 10)[1][:1], max_side=640)[0]]
-    picks.append(synthesize_pairs(picks[:1], "heavy", seed=0)[0])
+    picks.append(load_named_pairs(list_pairs(DATA / "rain100h-train-sample")[2:3])[0])
     rows = []
     for name, rainy, clean in picks:
         outs = [engines[v].derain(rainy).clean for v in engines]
@@ -60,9 +78,12 @@ def main() -> None:
              "Made by this project's `pcnet-train` on `../shared/data` (not the authors' checkpoints). "
              "Weights only, in the authors' `{\"state_dict\": ...}` layout (`model.` keys), fp32, 2.5 MB each.",
              "Scores: PSNR (dB) / SSIM on the Y channel (BT.601), images over 1024 px downsized first. "
-             "`val` = every 10th pair in natural name order, never trained on; synthesized rain is "
-             "`pcnet_ros.training.pairs.synthesize_pairs(..., seed=0)`, the same as `pcnet-eval --synth heavy`. "
+             "`val` = every 10th pair in natural name order, never trained on; `rain100h-train-sample` (12 "
+             "RainTrainH pairs) is never trained on either. Synthesized rain is "
+             "`pcnet_ros.training.pairs.synthesize_pairs(..., seed=0)` on the held-out clean images: "
+             "`streak` = Garg layers composited (`pcnet-train --streaks`), `procedural` = `pcnet_ros.training.rain`. "
              "Regenerate this file with `scripts/weights_card.py`.", ""]
+    bank = StreakBank(DATA / "rain-streaks-garg06")
     built = {v: build_model(v) for v in BUNDLED}                     # (model, meta) per shipped file
     engines = {v: DerainEngine(model, device="cpu") for v, (model, _) in built.items()}
     for variant, fname in BUNDLED.items():
@@ -70,27 +91,31 @@ def main() -> None:
         lines += [f"## `{fname}` ({variant})", "",
                   f"- data: {', '.join(Path(d).name for d in meta.get('data', []))}; synthesized rain: "
                   f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')})",
-                  f"- steps: {meta.get('step')} (batch 8, 96x96 patches), training time {meta.get('train_hours')} h "
-                  f"on {meta.get('device')}, best validation during training {meta.get('val_psnr_y')} dB", "",
+                  f"- steps: {meta.get('step')} (batch {meta.get('batch', 8)}, {meta.get('patch', 96)}x"
+                  f"{meta.get('patch', 96)} patches, {meta.get('aug', 'flips')}), "
+                  f"{_gpix(meta)} pixel-samples, training time {meta.get('train_hours')} h on {meta.get('device')}; "
+                  f"selected on {_selected_on(meta)}: {meta.get('val_psnr_y')} dB", "",
                   "| set | pairs | rainy input | PCNet |", "|---|---|---|---|"]
         for folder, split, synth in SETS:
-            n, s = scores(engine, folder, split, synth)
+            n, s = scores(engine, folder, split, synth, bank)
             seen = split == "all" and any(Path(d).name == folder for d in meta.get("data", []))
-            label = f"{folder} [{split}]" + (f", its clean images with synthesized {synth} rain" if synth else "")
+            kind = {"streaks": "streak", "heavy": "procedural"}.get(synth)
+            label = f"{folder} [{split}]" + (f", its clean images with synthesized heavy {kind} rain" if synth else "")
             note = " (train pairs included)" if seen else ""
             lines.append(f"| {label}{note} | {n} | {s['psnr_in']:.2f} / {s['ssim_in']:.4f} | "
                          f"**{s['psnr_out']:.2f}** / {s['ssim_out']:.4f} |")
         base = meta.get("fine_tuned_from")
         if base:
-            lines += ["", f"Fine-tuned from `{base['weights']}` at its step {base['step']} ({base['train_hours']} h); "
-                      "steps and hours above count the fine-tuning only."]
-        pts = curve(ROOT / "runs" / variant)
+            lines += ["", f"Fine-tuned from `{base['weights']}` at its step {base['step']} ({base['train_hours']} h"
+                      f"{', ' + _gpix(base) + ' pixel-samples' if base.get('pixel_samples') else ''}); "
+                      "steps, pixel-samples and hours above count the fine-tuning only."]
+        pts = curve(variant)
         if pts:
             lines += ["", "Validation Y-PSNR during training (step: dB): " +
                       ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
         lines.append("")
-    lines += ["## Side by side", "", "Held-out images: real light rain (rain100l-train), real heavy rain "
-              "(pcnet-train), and heavy rain synthesized onto the first one.", "",
+    lines += ["## Side by side", "", "Held-out images: real light rain (rain100l-train), mixed synthetic rain "
+              "(pcnet-train), and RainTrainH's heavy rain (never trained on).", "",
               f"![rainy | light | heavy | ground truth]({compare_picture(engines)})", ""]
     (ROOT / "weights" / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))

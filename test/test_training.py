@@ -150,19 +150,24 @@ def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
     assert rows[0].startswith("set,image,psnr_input") and len(rows) == 7
 
 
-@pytest.mark.parametrize("variant, folder", [("light", "rain100l-train"), ("heavy", "pcnet-train")])
-def test_shipped_weights_beat_the_rainy_input(variant, folder):
+@pytest.mark.parametrize("variant, folder, held_out, margin", [
+    ("light", "rain100l-train", "every 10th", 6.0),     # 25.5 -> 33.1 dB on the whole split
+    ("heavy", "pcnet-train", "every 10th", 1.0),
+    ("heavy", "rain100h-train-sample", "all", 3.0),     # never trained on: 15.3 -> 19.3 dB or better
+])
+def test_shipped_weights_beat_the_rainy_input(variant, folder, held_out, margin):
     """Regression guard: the committed weights must clearly improve held-out pairs they were not trained on."""
     from pcnet_ros.core.engine import DerainEngine
     from pcnet_ros.core.weights import build_model
     from pcnet_ros.training.pairs import load_named_pairs
 
-    paths = split_pairs(list_pairs(shared_or_skip(folder)), 10)[1][:4]
+    pairs = list_pairs(shared_or_skip(folder))
+    paths = (split_pairs(pairs, 10)[1] if held_out == "every 10th" else pairs)[:4]
     model, meta = build_model(variant)
     engine = DerainEngine(model, device="cpu")
     triples = load_named_pairs(paths, max_side=640)
     s = evaluate.summarise(evaluate.score_pairs(engine, triples))
-    assert s["psnr_out"] > s["psnr_in"] + 1.0, s
+    assert s["psnr_out"] > s["psnr_in"] + margin, s
     assert s["ssim_out"] > s["ssim_in"], s
     assert meta["step"] > 0 and "val_psnr_y" in meta
 

@@ -23,18 +23,19 @@ from pcnet_ros.imageio import list_images
 @dataclass(frozen=True)
 class StreakStyle:
     """Ranges the compositor draws from; ``heavy`` is calibrated against the RainTrainH sample."""
-    layers: tuple[int, int] = (5, 9)          # streak layers per image (inclusive)
+    layers: tuple[int, int] = (6, 12)         # streak layers per image (inclusive)
     angle: float = 20.0                        # shared direction, degrees from vertical, +-
-    spread: float = 6.0                        # per-layer deviation from it, +-
-    scale: tuple[float, float] = (0.9, 2.2)    # zoom of a layer (longer, thicker streaks when > 1)
-    gain: tuple[float, float] = (0.8, 1.8)     # brightness of a layer
+    spread: float = 5.0                        # per-layer deviation from it, +-
+    width: tuple[float, float] = (0.5, 1.0)    # scale across the streaks: RainTrainH's are thin...
+    length: tuple[float, float] = (1.2, 3.0)   # ...and long: scale along them
+    gain: tuple[float, float] = (0.6, 1.5)     # brightness of a layer
     blur: tuple[float, float] = (0.0, 1.2)     # Gaussian sigma (depth of field)
     haze: tuple[float, float] = (0.05, 0.25)   # veiling light, applied to 70% of the images
 
 
 STYLES = {
     "heavy": StreakStyle(),
-    "light": StreakStyle(layers=(1, 2), scale=(0.7, 1.3), gain=(0.35, 0.8), haze=(0.0, 0.0)),
+    "light": StreakStyle(layers=(1, 3), width=(0.5, 1.0), length=(0.8, 1.6), gain=(0.35, 0.8), haze=(0.0, 0.0)),
 }
 
 
@@ -56,16 +57,20 @@ class StreakBank:
     def __len__(self) -> int:
         return len(self.layers)
 
-    def layer(self, rng: np.random.Generator, shape: tuple[int, int], angle: float, scale: float) -> np.ndarray:
-        """One layer warped onto an HxW canvas: rotated by ``angle``, zoomed by ``scale``, at a random offset."""
+    def layer(self, rng: np.random.Generator, shape: tuple[int, int], angle: float, width: float,
+              length: float) -> np.ndarray:
+        """One layer warped onto an HxW canvas: stretched ``width`` x ``length`` (across x along its near-vertical
+        streaks), turned by ``angle`` degrees, at a random offset."""
         src = self.layers[int(rng.integers(len(self.layers)))]
         if rng.random() < 0.5:
             src = src[:, ::-1]
         h, w = shape
         sh, sw = src.shape
-        m = cv2.getRotationMatrix2D((sw / 2, sh / 2), float(angle), float(scale))
-        m[:, 2] += (w / 2 - sw / 2, h / 2 - sh / 2)                   # centre the layer on the canvas
-        m[:, 2] += rng.uniform(-sw / 2, sw / 2), rng.uniform(-sh / 2, sh / 2)
+        a = np.deg2rad(angle)
+        rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+        lin = rot @ np.diag([width, length])
+        centre = np.array([w / 2, h / 2]) + rng.uniform(-0.5, 0.5, 2) * (sw, sh)
+        m = np.hstack([lin, (centre - lin @ np.array([sw / 2, sh / 2]))[:, None]]).astype(np.float32)
         return cv2.warpAffine(np.ascontiguousarray(src), m, (w, h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_WRAP)
 
@@ -80,7 +85,8 @@ def composite(clean: np.ndarray, bank: StreakBank, rng: np.random.Generator,
     keep = np.ones((h, w), np.float32)               # screen blend: 1 - prod(1 - layer)
     wind = rng.uniform(-st.angle, st.angle)
     for _ in range(int(rng.integers(st.layers[0], st.layers[1] + 1))):
-        layer = bank.layer(rng, (h, w), wind + rng.uniform(-st.spread, st.spread), rng.uniform(*st.scale))
+        layer = bank.layer(rng, (h, w), wind + rng.uniform(-st.spread, st.spread), rng.uniform(*st.width),
+                           rng.uniform(*st.length))
         sigma = rng.uniform(*st.blur)
         if sigma > 0.3:
             layer = cv2.GaussianBlur(layer, (0, 0), sigma)
