@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "synthesized rain is composited from them (RainMix style) instead of drawn procedurally")
     ap.add_argument("--val-data", action="append", default=[],
                     help="paired folder used only for validation (all its pairs); repeatable. When given, the "
-                         "best weights are chosen on these sets alone")
+                         "best weights are chosen on the mean of its Y-PSNR and the held-out split's")
     ap.add_argument("--init", help="start from these weights (fine-tuning); ignored when resuming")
     ap.add_argument("--continue-schedule", action="store_true",
                     help="with --init: take step, best score and time from the weights' metadata")
@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = load_weights(model, resolve_weights(args.init))
         if args.continue_schedule and "step" in meta:
             # a new machine without last.pth: carry on from shipped weights instead of from scratch
-            state.update(step=int(meta["step"]), best_psnr=float(meta.get("val_psnr_y", -1.0)),
+            best = meta.get("selection_score", meta.get("val_psnr_y", -1.0))
+            state.update(step=int(meta["step"]), best_psnr=float(best),
                          elapsed_s=3600.0 * float(meta.get("train_hours", 0.0)),
                          pixel_samples=int(meta.get("pixel_samples", 0)))
             if "fine_tuned_from" in meta:
@@ -171,19 +172,24 @@ def main(argv: list[str] | None = None) -> int:
     ema = {"data": 0.0, "compute": 0.0}
 
     def validate() -> tuple[float, dict]:
-        """Mean Y-PSNR of the selection set (--val-data when given, else the held-out split), and all scores."""
+        """The selection score and all scores: mean Y-PSNR of the held-out split, or with --val-data the mean
+        of that set's and the split's, so weights tuned for one kind of rain do not wreck the other."""
         model.eval()
         s = summarise(score_pairs(engine, select or val))
+        score = s["psnr_out"]
         if select and val:
             s.update({f"split_{k}": v for k, v in summarise(score_pairs(engine, val)).items()})
+            score = (s["psnr_out"] + s["split_psnr_out"]) / 2
         model.train()
-        return s["psnr_out"], s
+        return score, s
 
     if state["step"] == 0 and state["best_psnr"] < 0 and args.init and (val or select):
         # a restart or fine-tune never exports weights worse on this validation set than those it started from
         state["best_psnr"], s0 = validate()
         state["history"].append({"step": 0, "val_psnr": state["best_psnr"], "elapsed_s": 0.0, "pixel_samples": 0})
-        print(f"starting weights: val Y-PSNR {state['best_psnr']:.2f} dB (input {s0['psnr_in']:.2f})")
+        split = f", held-out split {s0['split_psnr_out']:.2f}" if "split_psnr_out" in s0 else ""
+        print(f"starting weights: val Y-PSNR {s0['psnr_out']:.2f} dB (input {s0['psnr_in']:.2f}){split}; "
+              f"selection score {state['best_psnr']:.2f}")
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -217,15 +223,19 @@ def main(argv: list[str] | None = None) -> int:
             rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
             if (val or select) and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
                 psnr, s = validate()
-                rec.update(val_psnr=round(psnr, 3), val_ssim=round(s["ssim_out"], 4),
+                rec.update(val_psnr=round(s["psnr_out"], 3), score=round(psnr, 3), val_ssim=round(s["ssim_out"], 4),
                            val_psnr_input=round(s["psnr_in"], 3))
                 if "split_psnr_out" in s:
                     rec.update(split_psnr=round(s["split_psnr_out"], 3))
-                state["history"].append({"step": state["step"], "val_psnr": psnr, "elapsed_s": state["elapsed_s"],
+                state["history"].append({"step": state["step"], "val_psnr": s["psnr_out"], "score": psnr,
+                                         "split_psnr": s.get("split_psnr_out"), "elapsed_s": state["elapsed_s"],
                                          "pixel_samples": state["pixel_samples"], "lr": lr})
                 if psnr > state["best_psnr"]:
                     state["best_psnr"] = psnr
-                    meta = {"step": state["step"], "val_psnr_y": round(psnr, 3), "val_ssim_y": round(s["ssim_out"], 4),
+                    meta = {"step": state["step"], "val_psnr_y": round(s["psnr_out"], 3),
+                            "selection_score": round(psnr, 3),
+                            "split_psnr_y": round(s["split_psnr_out"], 3) if "split_psnr_out" in s else None,
+                            "val_ssim_y": round(s["ssim_out"], 4),
                             "val_input_psnr_y": round(s["psnr_in"], 3), "val_images": len(select or val),
                             "val_data": [str(d) for d in args.val_data] or None,
                             "streaks": str(args.streaks) if args.streaks else None,
@@ -240,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                     if args.export:
                         save_weights(model, args.export, meta)
                 split = f"; held-out split {s['split_psnr_out']:.2f}" if "split_psnr_out" in s else ""
-                tqdm.write(f"step {state['step']}: val Y-PSNR {psnr:.2f} dB (input {s['psnr_in']:.2f}), "
-                           f"best {state['best_psnr']:.2f}{split}")
+                tqdm.write(f"step {state['step']}: val Y-PSNR {s['psnr_out']:.2f} dB (input {s['psnr_in']:.2f})"
+                           f"{split}; "
+                           f"selection score {psnr:.2f}, best {state['best_psnr']:.2f}")
                 checkpoint()
                 bank()
             if state["step"] % args.log_every == 0 or "val_psnr" in rec:
