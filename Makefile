@@ -20,7 +20,7 @@ $(STAMP): requirements.txt setup.py
 
 ## Stream the bundled demo camera through the live node over DDS; writes out/demo/.
 demo: $(STAMP)
-	$(PY) -m pcnet_ros.tools.demo --out out/demo
+	scripts/isolated-net $(PY) -m pcnet_ros.tools.demo --out out/demo
 
 ## The whole test suite (real DDS between processes, real bag files).
 test: $(STAMP)
@@ -35,8 +35,8 @@ bench: $(STAMP)
 #  light: restarts from the 9,000-step weights (33.07 dB) with a warm-up and a 40k-step cosine:
 #         3.0 G pixel-samples more, all 8 flips and rotations.
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
-#         clean images of both training sets (90% of patches; 10% keep their real rain), selecting on
-#         the RainTrainH sample, which it never trains on.
+#         clean images of both training sets (half the patches; the other half keep their real rain),
+#         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split.
 NICE ?= nice -n 10
 DATA ?= ../shared/data
 train-light: $(STAMP)
@@ -46,8 +46,8 @@ train-light: $(STAMP)
 
 train-heavy: $(STAMP)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --data $(DATA)/pcnet-train \
-	  --val-data $(DATA)/rain100h-train-sample --out runs/heavy --steps 8000 --batch 8 --patch 96 --lr 3e-4 \
-	  --warmup 200 --aug flips --eval-every 250 --compile --threads 2 --synth-prob 0.9 --synth-level heavy \
+	  --val-data $(DATA)/rain100h-train-sample --out runs/heavy --steps 8000 --batch 8 --patch 96 --lr 2e-4 \
+	  --warmup 200 --aug flips --eval-every 250 --compile --threads 2 --synth-prob 0.5 --synth-level heavy \
 	  --streaks $(DATA)/rain-streaks-garg06 --init weights/pcnet_heavy.pth --bank checkpoints/heavy_last.pth \
 	  --export weights/pcnet_heavy.pth
 
