@@ -153,7 +153,8 @@ def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
 @pytest.mark.parametrize("variant, folder, held_out, margin", [
     ("light", "rain100l-train", "every 10th", 6.0),     # 25.5 -> 33.1 dB on the whole split
     ("heavy", "pcnet-train", "every 10th", 1.0),
-    ("heavy", "rain100h-train-sample", "all", 3.0),     # never trained on: 15.3 -> 19.3 dB or better
+    # never trained on; its first 4 pairs at 640 px read 15.6 -> 18.3 dB with the original heavy weights
+    ("heavy", "rain100h-train-sample", "all", 2.0),
 ])
 def test_shipped_weights_beat_the_rainy_input(variant, folder, held_out, margin):
     """Regression guard: the committed weights must clearly improve held-out pairs they were not trained on."""
