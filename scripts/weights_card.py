@@ -33,16 +33,18 @@ def scores(engine, folder, split, synth, bank):
     return len(triples), summarise(score_pairs(engine, triples, progress=True))
 
 
-def curve(variant: str) -> list[tuple[int, float]]:
-    """Validation during training: from runs/VARIANT/log.jsonl, else from the banked checkpoint's history."""
+def curve(variant: str) -> tuple[list[tuple[int, float]], dict]:
+    """Validation during training and the run's state: from runs/VARIANT, else from the banked checkpoint."""
+    state: dict = {}
+    for ckpt in (ROOT / "runs" / variant / "last.pth", ROOT / "checkpoints" / f"{variant}_last.pth"):
+        if ckpt.is_file():
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
+            break
     log = ROOT / "runs" / variant / "log.jsonl"
     if log.is_file():
         rows = [json.loads(line) for line in log.read_text().splitlines()]
-        return [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r]
-    bank = ROOT / "checkpoints" / f"{variant}_last.pth"
-    if bank.is_file():
-        return [(h["step"], h["val_psnr"]) for h in torch.load(bank, weights_only=False)["state"]["history"]]
-    return []
+        return [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r], state
+    return [(h["step"], h["val_psnr"]) for h in state.get("history", [])], state
 
 
 def _gpix(meta: dict) -> str:
@@ -52,8 +54,13 @@ def _gpix(meta: dict) -> str:
 
 def _selected_on(meta: dict) -> str:
     if meta.get("val_data"):
-        return ", ".join(Path(d).name for d in meta["val_data"])
-    return "the held-out split" + (f" + synthesized {meta['val_synth']}" if meta.get("val_synth") else "")
+        names = ", ".join(Path(d).name for d in meta["val_data"])
+        if "split_psnr_y" in meta and "selection_score" in meta:
+            return (f"the mean of {names} ({meta['val_psnr_y']:.2f}) and the held-out split "
+                    f"({meta['split_psnr_y']:.2f}): {meta['selection_score']:.2f} dB")
+        return f"{names}: {meta.get('val_psnr_y')} dB"
+    return ("the held-out split" + (f" + synthesized {meta['val_synth']}" if meta.get("val_synth") else "")
+            + f": {meta.get('val_psnr_y')} dB")
 
 
 def compare_picture(engines: dict[str, DerainEngine]) -> str:
@@ -94,7 +101,7 @@ def main() -> None:
                   f"- steps: {meta.get('step')} (batch {meta.get('batch', 8)}, {meta.get('patch', 96)}x"
                   f"{meta.get('patch', 96)} patches, {meta.get('aug', 'flips')}), "
                   f"{_gpix(meta)} pixel-samples, training time {meta.get('train_hours')} h on {meta.get('device')}; "
-                  f"selected on {_selected_on(meta)}: {meta.get('val_psnr_y')} dB", "",
+                  f"selected on {_selected_on(meta)}", "",
                   "| set | pairs | rainy input | PCNet |", "|---|---|---|---|"]
         for folder, split, synth in SETS:
             n, s = scores(engine, folder, split, synth, bank)
@@ -109,9 +116,13 @@ def main() -> None:
             lines += ["", f"Fine-tuned from `{base['weights']}` at its step {base['step']} ({base['train_hours']} h"
                       f"{', ' + _gpix(base) + ' pixel-samples' if base.get('pixel_samples') else ''}); "
                       "steps, pixel-samples and hours above count the fine-tuning only."]
-        pts = curve(variant)
-        if pts:
-            lines += ["", "Validation Y-PSNR during training (step: dB): " +
+        pts, state = curve(variant)
+        if pts and meta.get("step") in dict(pts):
+            lines += ["", "Validation during the run that made this file (step: dB): " +
+                      ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
+        elif pts:
+            lines += ["", f"A newer run continues in `checkpoints/{variant}_last.pth`, at step {state.get('step')}; "
+                      "the shipped file changes only when it beats its start. Its validation so far (step: dB): " +
                       ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
         lines.append("")
     lines += ["## Side by side", "", "Held-out images: real light rain (rain100l-train), mixed synthetic rain "
