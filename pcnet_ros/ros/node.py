@@ -235,6 +235,8 @@ class Wiring:
 
     def _match_publishers(self) -> None:
         """Subscribe, or re-subscribe, with the reliability the topic's publishers offer."""
+        if not self._open:   # fired just as shutdown closed the topics
+            return
         for idx, cam in enumerate(self.cameras):
             infos = self.node.get_publishers_info_by_topic(self.node.resolve_topic_name(self._input_topic(cam)))
             want = matching_reliability([i.qos_profile for i in infos])
@@ -318,15 +320,19 @@ class Wiring:
             cam.pubs["residue", "info"].publish(info)
 
     def publish_diagnostics(self) -> None:
+        w = self.worker
+        if not self._open or w is None:
+            return
         arr = DiagnosticArray()
         arr.header.stamp = self.node.get_clock().now().to_msg()
-        w = self.worker
         for idx, cam in enumerate(self.cameras):
             extra = {"input_qos": cam.reliability or "none", "enabled": w.settings.enabled,
                      "device": str(self.engine.device)}
             arr.status.append(cam.health.status(f"{self.node.get_name()}: {cam.resolved}", str(self.engine.device),
                                                 w.stats[idx].snapshot(), w.dropped(idx), extra, cam.sub is not None))
-        self._diag_pub.publish(arr)
+        with self._publish_lock:   # a timer already dequeued when shutdown closes the topics must not publish
+            if self._open and self._diag_pub is not None:
+                self._diag_pub.publish(arr)
 
     # ---- run-time parameters ----------------------------------------------------------------
     def on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
