@@ -48,7 +48,7 @@ def curve(variant: str) -> tuple[list[tuple[int, float]], dict]:
 
 
 def _gpix(meta: dict) -> str:
-    px = meta.get("pixel_samples") or meta.get("step", 0) * 8 * 96 * 96
+    px = meta.get("pixel_samples") or meta.get("step", 0) * meta.get("batch", 8) * meta.get("patch", 96) ** 2
     return f"{px / 1e9:.2f} G"
 
 

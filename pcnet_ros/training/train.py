@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if state["step"] == 0 and state["best_psnr"] < 0 and args.init and (val or select):
         # a restart or fine-tune never exports weights worse on this validation set than those it started from
         state["best_psnr"], s0 = validate()
-        state["history"].append({"step": 0, "val_psnr": state["best_psnr"], "elapsed_s": 0.0, "pixel_samples": 0})
+        state["history"].append({"step": 0, "val_psnr": s0["psnr_out"], "score": state["best_psnr"],
+                                 "split_psnr": s0.get("split_psnr_out"), "elapsed_s": 0.0, "pixel_samples": 0})
         split = f", held-out split {s0['split_psnr_out']:.2f}" if "split_psnr_out" in s0 else ""
         print(f"starting weights: val Y-PSNR {s0['psnr_out']:.2f} dB (input {s0['psnr_in']:.2f}){split}; "
               f"selection score {state['best_psnr']:.2f}")
