@@ -124,7 +124,7 @@ def engine_variants(weights: str, backends: list[str], device: str) -> tuple[dic
     setup_s = {}
     wanted = [(b, "fp32") for b in backends]
     if dev.type == "cuda":
-        wanted += [("eager", "fp16"), ("compile", "fp16"), ("eager", "bf16")]
+        wanted += [(b, p) for b in backends if b in ("eager", "compile") for p in ("fp16", "bf16")]
     elif "openvino" in backends and cpu_has_native_bf16():
         wanted.append(("openvino", "bf16"))
     for backend, precision in wanted:

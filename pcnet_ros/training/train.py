@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     model = PCNet(**MODEL_SIZES[args.model_size])
     engine = DerainEngine(model, device=args.device, channels_last=True)   # moves the model, shares its weights
     device = engine.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True     # fixed patch size: pick the fastest kernels once
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
     loss_fn = PCNetLoss().to(device)
     forward = torch.compile(model, dynamic=False) if args.compile else model
