@@ -281,3 +281,48 @@ def test_heavy_training_on_streaks_selects_on_the_validation_folders(pair_dir, t
     assert meta["val_images"] == 3 and meta["val_data"] == [str(held)] and meta["streaks"]
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "val_psnr" in line]
     assert logged and all("split_psnr" in r for r in logged)        # the held-out split is still reported
+
+
+def test_default_augmentation_keeps_streaks_vertical(rng):
+    """Flips by default: quarter turns lay near-vertical rain flat and cost held-out PSNR (README, Training)."""
+    from pcnet_ros.training.pairs import PatchSampler
+
+    clean = np.zeros((48, 48, 3), np.uint8)
+    rainy = clean.copy()
+    rainy[:, 20] = 255                                     # one vertical streak
+    views = {}
+    for aug in ("flips", "dihedral"):
+        r, _ = PatchSampler([(rainy, clean)], patch=48, seed=1, **({} if aug == "flips" else {"aug": aug})).sample(64)
+        vertical = (r[:, 0].max(axis=1) > 0.5).sum(axis=1) == 1       # one lit column in every row
+        views[aug] = vertical.mean()
+    assert views["flips"] == 1.0
+    assert 0.3 < views["dihedral"] < 0.7
+
+
+def test_gpu_data_packing_is_lossless(tmp_path, rng):
+    """scripts/gpu/pack_data.py: clean + grey streak layer where rain = min(clean + s, 255), whole otherwise."""
+    import subprocess
+    import sys
+
+    from pcnet_ros.imageio import read_rgb
+    from pcnet_ros.paths import SOURCE_ROOT
+
+    src = tmp_path / "src"
+    clean = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    streak = np.zeros((20, 30), np.int16)
+    streak[:, 7] = 200                                              # saturates where clean > 55
+    layered = np.minimum(clean.astype(np.int16) + streak[..., None], 255).astype(np.uint8)
+    coloured = clean.copy()
+    coloured[3, 4] = (clean[3, 4].astype(np.int16) + (9, 0, 0)).clip(0, 255)   # not one grey layer
+    coloured[5, 5] = 0                                                          # darker than clean
+    for name, rainy in (("a.png", layered), ("b.png", coloured)):
+        write_rgb(src / "clean" / name, clean)
+        write_rgb(src / "rain" / name, rainy)
+    script = str(SOURCE_ROOT / "scripts" / "gpu" / "pack_data.py")
+    out = subprocess.run([sys.executable, script, "pack", str(src), str(tmp_path / "packed")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "packed 2 pairs (1 as clean + streak layer)" in out
+    subprocess.run([sys.executable, script, "unpack", str(tmp_path / "packed"), str(tmp_path / "back")], check=True)
+    for name, rainy in (("a.png", layered), ("b.png", coloured)):
+        np.testing.assert_array_equal(read_rgb(tmp_path / "back" / "rain" / name), rainy)
+        np.testing.assert_array_equal(read_rgb(tmp_path / "back" / "clean" / name), clean)

@@ -40,6 +40,8 @@ def split_pairs(pairs: list, every: int) -> tuple[list, list]:
 
 
 #: ``flips``: horizontal and vertical flips (4 views); ``dihedral``: also 90-degree rotations (all 8).
+#: Flips are the default: synthetic rain has a dominant, near-vertical direction, and quarter turns that
+#: lay streaks flat cost 0.3 dB on the held-out split after 100 steps and 1.1 dB after 200 (side by side).
 AUGMENTATIONS = ("flips", "dihedral")
 
 
@@ -58,7 +60,7 @@ class PatchSampler:
     synth_prob: float = 0.0
     synth_level: str = "light"
     seed: int = 0
-    aug: str = "dihedral"
+    aug: str = "flips"
     streaks: "StreakBank | None" = None        # synthesize with the streak compositor instead of procedurally
 
     def __post_init__(self) -> None:
