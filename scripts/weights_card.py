@@ -2,7 +2,6 @@
 
     .venv/bin/python scripts/weights_card.py        (takes a few minutes on a CPU)
 """
-import json
 from pathlib import Path
 
 import cv2
@@ -33,18 +32,24 @@ def scores(engine, folder, split, synth, bank):
     return len(triples), summarise(score_pairs(engine, triples, progress=True))
 
 
-def curve(variant: str) -> tuple[list[tuple[int, float]], dict]:
-    """Validation during training and the run's state: from runs/VARIANT, else from the banked checkpoint."""
-    state: dict = {}
+def curve(variant: str) -> tuple[list[tuple[int, float, float | None]], dict]:
+    """(step, validation dB, held-out split dB or None) of every validation, and the run's state.
+
+    One source: the history inside runs/VARIANT/last.pth, else inside the banked checkpoint.
+    """
     for ckpt in (ROOT / "runs" / variant / "last.pth", ROOT / "checkpoints" / f"{variant}_last.pth"):
         if ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
-            break
-    log = ROOT / "runs" / variant / "log.jsonl"
-    if log.is_file():
-        rows = [json.loads(line) for line in log.read_text().splitlines()]
-        return [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r], state
-    return [(h["step"], h["val_psnr"]) for h in state.get("history", [])], state
+            return [(h["step"], h["val_psnr"], h.get("split_psnr")) for h in state.get("history", [])], state
+    return [], {}
+
+
+def _curve_text(pts: list[tuple[int, float, float | None]], meta: dict) -> str:
+    with_split = any(sp is not None for _, _, sp in pts)
+    names = ", ".join(Path(d).name for d in meta.get("val_data") or [])
+    head = f"(step: {names or 'validation set'} / held-out split, dB)" if with_split else "(step: held-out split, dB)"
+    return head + " " + ", ".join(f"{st}: {p:.2f}" + (f" / {sp:.2f}" if sp is not None else "")
+                                  for st, p, sp in pts)
 
 
 def _gpix(meta: dict) -> str:
@@ -117,13 +122,12 @@ def main() -> None:
                       f"{', ' + _gpix(base) + ' pixel-samples' if base.get('pixel_samples') else ''}); "
                       "steps, pixel-samples and hours above count the fine-tuning only."]
         pts, state = curve(variant)
-        if pts and meta.get("step") in dict(pts):
-            lines += ["", "Validation during the run that made this file (step: dB): " +
-                      ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
+        if pts and meta.get("step") in {p[0] for p in pts}:
+            lines += ["", "Validation during the run that made this file " + _curve_text(pts, meta)]
         elif pts:
             lines += ["", f"A newer run continues in `checkpoints/{variant}_last.pth`, at step {state.get('step')}; "
-                      "the shipped file changes only when it beats its start. Its validation so far (step: dB): " +
-                      ", ".join(f"{st}: {p:.2f}" for st, p in pts)]
+                      "the shipped file changes only when it beats its start. Its validation so far " +
+                      _curve_text(pts, meta)]
         lines.append("")
     lines += ["## Side by side", "", "Held-out images: real light rain (rain100l-train), mixed synthetic rain "
               "(pcnet-train), and RainTrainH's heavy rain (never trained on).", "",
