@@ -32,7 +32,7 @@ bench: $(STAMP)
 # Training runs under nice so that tests and benchmarks run meanwhile are not starved.  A run resumes
 # from runs/*/last.pth, or on a new machine from the committed checkpoints/*_last.pth (weights, Adam
 # state, RNG, step): the same schedule continues.
-#  light: restarts from the 9,000-step weights (33.07 dB) with a warm-up and a 6,000-step cosine,
+#  light: restarts from the 9,000-step weights (33.07 dB) with a warm-up and a 4,500-step cosine,
 #         flips only (a 40k schedule with quarter turns sat 0.2-3 dB below its start for 6,000 steps).
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
@@ -40,7 +40,7 @@ bench: $(STAMP)
 NICE ?= nice -n 10
 DATA ?= ../shared/data
 train-light: $(STAMP)
-	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light --steps 6000 \
+	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light --steps 4500 \
 	  --batch 8 --patch 96 --lr 4e-4 --warmup 300 --aug flips --compile --threads 2 \
 	  --init weights/pcnet_light.pth --bank checkpoints/light_last.pth --export weights/pcnet_light.pth
 

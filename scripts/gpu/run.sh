@@ -27,7 +27,7 @@ echo "probe: $STEP_S s/step at ${BATCH}x${PATCH}x${PATCH} $PREC -> $STEPS steps 
 
 # 2. training in the background; the tests beside it (mostly CPU)
 timeout -s TERM $(( TRAIN_S + 60 )) $PY -m pcnet_ros.training.train --data $DATA --out /tmp/run_light \
-  --steps $STEPS --batch $BATCH --patch $PATCH --lr $LR --warmup 200 --aug dihedral --precision $PREC \
+  --steps $STEPS --batch $BATCH --patch $PATCH --lr $LR --warmup 200 --aug flips --precision $PREC \
   --eval-every 250 --device $DEVICE --init weights/pcnet_light.pth --export "$OUT/pcnet_light.pth" --quiet \
   > "$OUT/train.log" 2>&1 &
 TRAIN_PID=$!
