@@ -44,9 +44,14 @@ def curve(variant: str) -> tuple[list[tuple[int, float, float | None]], dict]:
     return [], {}
 
 
+def _val_names(meta: dict) -> str:
+    """The --val-data folders the weights were selected with, by name ('' if none)."""
+    return ", ".join(Path(d).name for d in meta.get("val_data") or [])
+
+
 def _curve_text(pts: list[tuple[int, float, float | None]], meta: dict) -> str:
     with_split = any(sp is not None for _, _, sp in pts)
-    names = ", ".join(Path(d).name for d in meta.get("val_data") or [])
+    names = _val_names(meta)
     head = f"(step: {names or 'validation set'} / held-out split, dB)" if with_split else "(step: held-out split, dB)"
     return head + " " + ", ".join(f"{st}: {p:.2f}" + (f" / {sp:.2f}" if sp is not None else "")
                                   for st, p, sp in pts)
@@ -58,8 +63,8 @@ def _gpix(meta: dict) -> str:
 
 
 def _selected_on(meta: dict) -> str:
-    if meta.get("val_data"):
-        names = ", ".join(Path(d).name for d in meta["val_data"])
+    names = _val_names(meta)
+    if names:
         if "split_psnr_y" in meta and "selection_score" in meta:
             return (f"the mean of {names} ({meta['val_psnr_y']:.2f}) and the held-out split "
                     f"({meta['split_psnr_y']:.2f}): {meta['selection_score']:.2f} dB")

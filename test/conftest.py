@@ -26,6 +26,27 @@ def rng():
     return np.random.default_rng(0)
 
 
+def scene(rng, h=64, w=64):
+    """A smooth random 'photo': low-frequency colour blobs."""
+    import cv2
+
+    small = rng.integers(0, 256, size=(4, 4, 3)).astype(np.float32)
+    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def pair_dir(tmp_path, rng):
+    """Six small rain/clean pairs with synthesized light rain: a real folder for the training tools."""
+    from pcnet_ros.imageio import write_rgb
+    from pcnet_ros.training import rain
+
+    for i in range(6):
+        clean = scene(rng)
+        write_rgb(tmp_path / "clean" / f"{i}.png", clean)
+        write_rgb(tmp_path / "rain" / f"{i}.png", rain.add_rain(clean, rain.random_params(rng, "light"), rng))
+    return tmp_path
+
+
 def shared_or_skip(*parts: str) -> Path:
     p = SHARED.joinpath(*parts)
     if not p.exists():

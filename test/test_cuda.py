@@ -72,19 +72,9 @@ def test_cuda_uint16_frames_round_trip(light, rng):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_cuda_training_lowers_the_loss(tmp_path, rng, precision):
-    import cv2
-
-    from pcnet_ros.imageio import write_rgb
-    from pcnet_ros.training import rain
-
-    for i in range(6):
-        small = rng.integers(0, 256, size=(4, 4, 3)).astype(np.float32)
-        clean = np.clip(cv2.resize(small, (64, 64), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
-        write_rgb(tmp_path / "clean" / f"{i}.png", clean)
-        write_rgb(tmp_path / "rain" / f"{i}.png", rain.add_rain(clean, rain.random_params(rng, "light"), rng))
+def test_cuda_training_lowers_the_loss(pair_dir, tmp_path, precision):
     out = tmp_path / precision
-    assert train.main(["--data", str(tmp_path), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
+    assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
                        "--model-size", "tiny", "--log-every", "1", "--eval-every", "20", "--quiet",
                        "--device", "cuda", "--steps", "40", "--val-every", "3", "--precision", precision]) == 0
     losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]

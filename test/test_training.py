@@ -5,29 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_or_skip
+from conftest import scene, shared_or_skip
 from pcnet_ros.imageio import write_rgb
 from pcnet_ros.training import evaluate, rain, train
 from pcnet_ros.training.losses import charbonnier, EdgeLoss, PCNetLoss, SSIM
 from pcnet_ros.training.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
 from pcnet_ros.training.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
-
-
-def _scene(rng, h=64, w=64):
-    """A smooth random 'photo': low-frequency colour blobs."""
-    small = rng.integers(0, 256, size=(4, 4, 3)).astype(np.float32)
-    import cv2
-
-    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
-
-
-@pytest.fixture
-def pair_dir(tmp_path, rng):
-    for i in range(6):
-        clean = _scene(rng)
-        write_rgb(tmp_path / "clean" / f"{i}.png", clean)
-        write_rgb(tmp_path / "rain" / f"{i}.png", rain.add_rain(clean, rain.random_params(rng, "light"), rng))
-    return tmp_path
 
 
 def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
@@ -83,7 +66,7 @@ def test_split_is_deterministic_and_disjoint(pair_dir):
 
 
 def test_rain_synthesis(rng):
-    clean = _scene(rng, 96, 128)
+    clean = scene(rng, 96, 128)
     p = rain.RainParams(density=0.02, length=21, angle=20, width=1, intensity=0.8, blur=0.5, haze=0.0)
     rainy = rain.add_rain(clean, p, np.random.default_rng(1))
     assert rainy.shape == clean.shape and rainy.dtype == np.uint8
@@ -240,7 +223,7 @@ def test_streak_compositor_is_reproducible_adds_light_and_stays_in_range(tmp_pat
     from pcnet_ros.training.streaks import composite, StreakBank
 
     bank = StreakBank(_streak_folder(tmp_path, rng))
-    clean = _scene(rng, 80, 120)
+    clean = scene(rng, 80, 120)
     a = composite(clean, bank, np.random.default_rng(5))
     b = composite(clean, bank, np.random.default_rng(5))
     c = composite(clean, bank, np.random.default_rng(6))
@@ -269,7 +252,7 @@ def test_streak_rain_on_real_layers_is_as_heavy_as_raintrainh():
 def test_heavy_training_on_streaks_selects_on_the_validation_folders(pair_dir, tmp_path, rng):
     held = tmp_path / "held"
     for i in range(3):
-        clean = _scene(rng)
+        clean = scene(rng)
         write_rgb(held / "clean" / f"{i}.png", clean)
         write_rgb(held / "rain" / f"{i}.png", rain.add_rain(clean, rain.random_params(rng, "heavy"), rng))
     out = tmp_path / "run"

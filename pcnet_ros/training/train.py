@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -46,6 +47,23 @@ def lr_at(step: int, total: int, base: float, floor: float = 0.01, warmup: int =
         return base * (step + 1) / warmup
     t = min((step - warmup) / max(total - warmup, 1), 1.0)
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def to_device_batch(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A sampled N,3,P,P float32 batch on the device, channels_last as the model runs."""
+    return torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)
+
+
+def train_step(forward, opt: torch.optim.Optimizer, loss_fn: PCNetLoss, rainy: torch.Tensor, clean: torch.Tensor,
+               precision: str = "fp32") -> torch.Tensor:
+    """One optimiser step; the forward pass autocasts to bf16 if asked, the loss stays fp32. Returns the loss."""
+    with torch.autocast(rainy.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        clean_pred, rain_pred = forward(rainy)
+    loss = loss_fn(clean_pred.float(), rain_pred.float(), clean, rainy)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.bank:
             atomic_write(args.bank, lambda tmp: shutil.copyfile(last, tmp))
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
-    to_batch = lambda a: torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)  # noqa: E731
     ema = {"data": 0.0, "compute": 0.0}
 
     def validate() -> tuple[float, dict]:
@@ -207,14 +223,9 @@ def main(argv: list[str] | None = None) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr
             t0 = time.perf_counter()
-            rainy, clean = (to_batch(a) for a in sampler.sample(args.batch))
+            rainy, clean = (to_device_batch(a, device) for a in sampler.sample(args.batch))
             t1 = time.perf_counter()
-            with autocast:
-                clean_pred, rain_pred = forward(rainy)
-            loss = loss_fn(clean_pred.float(), rain_pred.float(), clean, rainy)   # the loss stays fp32
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(forward, opt, loss_fn, rainy, clean, args.precision)
             t2 = time.perf_counter()
             for k, v in (("data", t1 - t0), ("compute", t2 - t1)):
                 ema[k] = v if not ema[k] else 0.9 * ema[k] + 0.1 * v

@@ -14,6 +14,7 @@ from pcnet_ros.core.engine import resolve_device
 from pcnet_ros.core.model import PCNet
 from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import list_pairs, load_pairs, PatchSampler
+from pcnet_ros.training.train import to_device_batch, train_step
 
 
 def main(data: str, batch: int, patch: int, precision: str) -> float:
@@ -24,17 +25,10 @@ def main(data: str, batch: int, patch: int, precision: str) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = PCNetLoss().to(device)
     times = []
-    for i in range(25):
+    for _ in range(25):
         t0 = time.perf_counter()
-        rainy, clean = (torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)
-                        for a in sampler.sample(batch))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out, rain = model(rainy)
-        loss = loss_fn(out.float(), rain.float(), clean, rainy)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss.item()
+        rainy, clean = (to_device_batch(a, device) for a in sampler.sample(batch))
+        train_step(model, opt, loss_fn, rainy, clean, precision).item()
         times.append(time.perf_counter() - t0)
     return sorted(times[5:])[len(times[5:]) // 2]
 
