@@ -309,3 +309,22 @@ def test_gpu_data_packing_is_lossless(tmp_path, rng):
     for name, rainy in (("a.png", layered), ("b.png", coloured)):
         np.testing.assert_array_equal(read_rgb(tmp_path / "back" / "rain" / name), rainy)
         np.testing.assert_array_equal(read_rgb(tmp_path / "back" / "clean" / name), clean)
+
+
+def test_data_share_sets_how_often_each_folder_is_drawn(pair_dir, tmp_path):
+    """A few in-domain pairs (the RainTrainH sample) can take a fixed share of the patches of a fine-tune."""
+    from pcnet_ros.training.pairs import PatchSampler, share_weights
+
+    w = share_weights([2, 8], [0.75, 0.25])
+    assert len(w) == 10 and abs(sum(w[:2]) - 0.75) < 1e-9 and abs(sum(w[2:]) - 0.25) < 1e-9
+    dark = (np.zeros((40, 40, 3), np.uint8),) * 2
+    bright = (np.full((40, 40, 3), 255, np.uint8),) * 2
+    r, _ = PatchSampler([dark] * 2 + [bright] * 8, patch=32, seed=3, weights=w).sample(2000)
+    assert abs((r.mean(axis=(1, 2, 3)) < 0.5).mean() - 0.75) < 0.04       # by share, not by pair count (0.2)
+    with pytest.raises(ValueError):
+        share_weights([3], [0.5, 0.5])
+    with pytest.raises(ValueError):
+        share_weights([0, 3], [0.5, 0.5])                                  # a share for a folder without pairs
+    with pytest.raises(SystemExit):                                        # a clear CLI error, not a traceback
+        train.main(["--data", str(pair_dir), "--data-share", "0.5", "0.5", "--out", str(tmp_path / "run")])
+

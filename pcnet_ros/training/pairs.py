@@ -39,6 +39,10 @@ def split_pairs(pairs: list, every: int) -> tuple[list, list]:
     return train, val
 
 
+#: The RainTrainH sample (12 pairs) in the heavy weights' last fine-tune: every 3rd pair is held out to select
+#: on and report, the other 8 are fitted (``scripts/raintrainh_fold.py``).
+RAINTRAINH_HOLD_EVERY = 3
+
 #: ``flips``: horizontal and vertical flips (4 views); ``dihedral``: also 90-degree rotations (all 8).
 #: Flips are the default: synthetic rain has a dominant, near-vertical direction, and quarter turns that
 #: lay streaks flat cost 0.3 dB on the held-out split after 100 steps and 1.1 dB after 200 (side by side).
@@ -62,9 +66,16 @@ class PatchSampler:
     seed: int = 0
     aug: str = "flips"
     streaks: "StreakBank | None" = None        # synthesize with the streak compositor instead of procedurally
+    weights: "list[float] | None" = None       # chance of each pair per patch (None: uniform)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
+        self._p = None
+        if self.weights is not None:
+            w = np.asarray(self.weights, np.float64)
+            if w.shape != (len(self.pairs),) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"need one non-negative weight per pair ({len(self.pairs)}), not all zero")
+            self._p = w / w.sum()
         if self.aug not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation '{self.aug}': use one of {AUGMENTATIONS}")
         small = [r.shape for r, _ in self.pairs if min(r.shape[:2]) < self.patch]
@@ -75,7 +86,9 @@ class PatchSampler:
         """Two float32 arrays N,3,P,P in [0, 1]: rainy and clean."""
         rs, cs = [], []
         for _ in range(batch):
-            rainy, clean = self.pairs[self.rng.integers(len(self.pairs))]
+            # uniform draws keep the random stream of runs banked before weights existed
+            i = self.rng.integers(len(self.pairs)) if self._p is None else self.rng.choice(len(self.pairs), p=self._p)
+            rainy, clean = self.pairs[i]
             h, w = clean.shape[:2]
             y, x = self.rng.integers(h - self.patch + 1), self.rng.integers(w - self.patch + 1)
             r = rainy[y:y + self.patch, x:x + self.patch]
@@ -89,6 +102,18 @@ class PatchSampler:
             cs.append(c)
         to = lambda a: np.ascontiguousarray(np.stack(a).transpose(0, 3, 1, 2), dtype=np.float32) / 255.0  # noqa
         return to(rs), to(cs)
+
+
+def share_weights(counts: list[int], shares: list[float]) -> list[float]:
+    """Per-pair weights that draw ``shares[k]`` of all patches from folder ``k`` (of ``counts[k]`` pairs):
+    a few in-domain pairs can take half the patches without listing them many times."""
+    if len(counts) != len(shares):
+        raise ValueError(f"{len(shares)} shares for {len(counts)} folders")
+    if any(s < 0 for s in shares) or sum(shares) <= 0:
+        raise ValueError(f"shares must be non-negative and not all zero: {shares}")
+    if any(n == 0 and s > 0 for n, s in zip(counts, shares)):
+        raise ValueError("a folder with a share has no training pairs")
+    return [s / n for n, s in zip(counts, shares) for _ in range(n)]
 
 
 def load_pairs(paths: list[tuple[Path, Path]], max_side: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -31,7 +31,7 @@ from pcnet_ros.paths import atomic_write
 from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
-                                      split_pairs, synthesize_pairs)
+                                      share_weights, split_pairs, synthesize_pairs)
 from pcnet_ros.training.streaks import StreakBank
 
 MODEL_SIZES = {"paper": {}, "tiny": {"n_feat": 8, "num_crb": 1, "num_rcab": 1}}
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pcnet-train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", action="append", required=True, help="paired folder (rain/, clean/); repeatable")
+    ap.add_argument("--data-share", type=float, nargs="+",
+                    help="share of the patches drawn from each --data folder, in order (default: by pair count)")
     ap.add_argument("--val-every", type=int, default=10, help="hold out every Nth pair of each --data folder")
     ap.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and logs")
     ap.add_argument("--steps", type=int, default=60000)
@@ -118,22 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.data_share and len(args.data_share) != len(args.data):
+        ap.error(f"--data-share needs one share per --data folder: {len(args.data_share)} for {len(args.data)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    train_paths, val_paths = [], []
+    train_paths, val_paths, counts = [], [], []
     for folder in args.data:
         tr, va = split_pairs(list_pairs(folder), args.val_every)
         train_paths += tr
         val_paths += va
+        counts.append(len(tr))
+    weights = share_weights(counts, args.data_share) if args.data_share else None
     if args.max_val:
         val_paths = val_paths[:args.max_val]
     streak_bank = StreakBank(args.streaks) if args.streaks else None
     sampler = PatchSampler(load_pairs(train_paths, args.max_side), args.patch, args.synth_prob, args.synth_level,
-                           args.seed, args.aug, streak_bank)
+                           args.seed, args.aug, streak_bank, weights)
     val = load_named_pairs(val_paths, args.max_side)
     if args.val_synth:
         val += synthesize_pairs(val, args.val_synth, seed=args.seed, streaks=streak_bank)
@@ -255,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                             "val_data": [str(d) for d in args.val_data] or None,
                             "streaks": str(args.streaks) if args.streaks else None,
                             "train_images": len(train_paths), "data": [str(d) for d in args.data],
+                            "data_share": args.data_share,
                             "synth_prob": args.synth_prob, "synth_level": args.synth_level,
                             "val_synth": args.val_synth, "fine_tuned_from": state.get("fine_tuned_from"),
                             "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device),
