@@ -11,13 +11,16 @@ from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.weights import build_model, BUNDLED
 from pcnet_ros.tools.visual import contact_sheet, side_by_side
 from pcnet_ros.training.evaluate import score_pairs, summarise
-from pcnet_ros.training.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
+from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, RAINTRAINH_HOLD_EVERY, split_pairs,
+                                      synthesize_pairs)
 from pcnet_ros.training.streaks import StreakBank
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 # (folder, split, synthesized rain): "streaks" = the Garg-layer compositor, "heavy" = the procedural generator
+# "held": the RainTrainH pairs the heavy weights' last fine-tune leaves out (scripts/raintrainh_fold.py)
 SETS = [("rain100l-train", "val", None), ("rain100h-train-sample", "all", None),
+        ("rain100h-train-sample", "held", None),
         ("rain100l-train", "val", "streaks"), ("rain100l-train", "val", "heavy"), ("pcnet-train", "val", None),
         ("pcnet-train", "all", None)]
 
@@ -25,28 +28,57 @@ SETS = [("rain100l-train", "val", None), ("rain100h-train-sample", "all", None),
 def scores(engine, folder, split, synth, bank):
     paths = list_pairs(DATA / folder)
     if split != "all":
-        paths = split_pairs(paths, 10)[1]
+        paths = split_pairs(paths, RAINTRAINH_HOLD_EVERY if split == "held" else 10)[1]
     triples = load_named_pairs(paths, max_side=1024)
     if synth:
         triples = synthesize_pairs(triples, "heavy", seed=0, streaks=bank if synth == "streaks" else None)
     return len(triples), summarise(score_pairs(engine, triples, progress=True))
 
 
-def curve(variant: str) -> tuple[list[tuple[int, float, float | None]], dict]:
+def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None]], dict]:
     """(step, validation dB, held-out split dB or None) of every validation, and the run's state.
 
-    One source: the history inside runs/VARIANT/last.pth, else inside the banked checkpoint.
+    One source: the history inside a run's last.pth, else inside its banked checkpoint; of the schedule
+    that made the shipped file (its last fine-tune, ``*_ft``, or the main schedule), else the newest.
     """
-    for ckpt in (ROOT / "runs" / variant / "last.pth", ROOT / "checkpoints" / f"{variant}_last.pth"):
-        if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
-            return [(h["step"], h["val_psnr"], h.get("split_psnr")) for h in state.get("history", [])], state
-    return [], {}
+    found = []
+    for run in (f"{variant}_ft", variant):
+        for ckpt in (ROOT / "runs" / run / "last.pth", ROOT / "checkpoints" / f"{run}_last.pth"):
+            if ckpt.is_file():
+                state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
+                pts = [(h["step"], h["val_psnr"], h.get("split_psnr")) for h in state.get("history", [])]
+                found.append((pts, state))
+                break
+    for pts, state in found:
+        if any(st == meta.get("step") and abs(p - meta.get("val_psnr_y", -1)) < 0.01 for st, p, _ in pts):
+            return pts, state
+    return found[0] if found else ([], {})
+
+
+def _name(folder: str) -> str:
+    """A data folder as the card names it: the RainTrainH fold's halves by what they hold."""
+    p = Path(folder)
+    if p.parent.name == "h100fold":
+        return "rain100h-train-sample [" + {"train": "fit", "val": "held"}.get(p.name, p.name) + "]"
+    return p.name
+
+
+def _fits_raintrainh(meta: dict) -> bool:
+    """Whether these weights were fine-tuned on the fitted part of the RainTrainH sample."""
+    return any(_name(d) == "rain100h-train-sample [fit]" for d in meta.get("data", []))
+
+
+def _data_text(meta: dict) -> str:
+    names = [_name(d) for d in meta.get("data", [])]
+    shares = meta.get("data_share")
+    if shares:
+        return ", ".join(f"{n} ({sh / sum(shares):.0%} of patches)" for n, sh in zip(names, shares))
+    return ", ".join(names)
 
 
 def _val_names(meta: dict) -> str:
     """The --val-data folders the weights were selected with, by name ('' if none)."""
-    return ", ".join(Path(d).name for d in meta.get("val_data") or [])
+    return ", ".join(_name(d) for d in meta.get("val_data") or [])
 
 
 def _curve_text(pts: list[tuple[int, float, float | None]], meta: dict) -> str:
@@ -96,7 +128,9 @@ def main() -> None:
              "Weights only, in the authors' `{\"state_dict\": ...}` layout (`model.` keys), fp32, 2.5 MB each.",
              "Scores: PSNR (dB) / SSIM on the Y channel (BT.601), images over 1024 px downsized first. "
              "`val` = every 10th pair in natural name order, never trained on; `rain100h-train-sample` (12 "
-             "RainTrainH pairs) is never trained on either. Synthesized rain is "
+             "RainTrainH pairs): weights marked so were fine-tuned last on 8 of them and selected on the other 4 "
+             "(`[held]`, every 3rd pair, `scripts/raintrainh_fold.py`), the others never saw any. "
+             "Synthesized rain is "
              "`pcnet_ros.training.pairs.synthesize_pairs(..., seed=0)` on the held-out clean images: "
              "`streak` = Garg layers composited (`pcnet-train --streaks`), `procedural` = `pcnet_ros.training.rain`. "
              "Regenerate this file with `scripts/weights_card.py`.", ""]
@@ -106,16 +140,20 @@ def main() -> None:
     for variant, fname in BUNDLED.items():
         meta, engine = built[variant][1], engines[variant]
         lines += [f"## `{fname}` ({variant})", "",
-                  f"- data: {', '.join(Path(d).name for d in meta.get('data', []))}; synthesized rain: "
+                  f"- data: {_data_text(meta)}; synthesized rain: "
                   f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')})",
                   f"- steps: {meta.get('step')} (batch {meta.get('batch', 8)}, {meta.get('patch', 96)}x"
                   f"{meta.get('patch', 96)} patches, {meta.get('aug', 'flips')}), "
                   f"{_gpix(meta)} pixel-samples, training time {meta.get('train_hours')} h on {meta.get('device')}; "
                   f"selected on {_selected_on(meta)}", "",
                   "| set | pairs | rainy input | PCNet |", "|---|---|---|---|"]
+        fits = _fits_raintrainh(meta)
         for folder, split, synth in SETS:
+            if split == "held" and not fits:
+                continue
             n, s = scores(engine, folder, split, synth, bank)
-            seen = split == "all" and any(Path(d).name == folder for d in meta.get("data", []))
+            seen = split == "all" and (any(Path(d).name == folder for d in meta.get("data", []))
+                                       or fits and folder == "rain100h-train-sample")
             kind = {"streaks": "streak", "heavy": "procedural"}.get(synth)
             label = f"{folder} [{split}]" + (f", its clean images with synthesized heavy {kind} rain" if synth else "")
             note = " (train pairs included)" if seen else ""
@@ -126,7 +164,7 @@ def main() -> None:
             lines += ["", f"Fine-tuned from `{base['weights']}` at its step {base['step']} ({base['train_hours']} h"
                       f"{', ' + _gpix(base) + ' pixel-samples' if base.get('pixel_samples') else ''}); "
                       "steps, pixel-samples and hours above count the fine-tuning only."]
-        pts, state = curve(variant)
+        pts, state = curve(variant, meta)
         if pts and meta.get("step") in {p[0] for p in pts}:
             lines += ["", "Validation during the run that made this file " + _curve_text(pts, meta)]
         elif pts:
@@ -135,7 +173,7 @@ def main() -> None:
                       _curve_text(pts, meta)]
         lines.append("")
     lines += ["## Side by side", "", "Held-out images: real light rain (rain100l-train), mixed synthetic rain "
-              "(pcnet-train), and RainTrainH's heavy rain (never trained on).", "",
+              "(pcnet-train), and RainTrainH's heavy rain (a pair every fine-tune held out).", "",
               f"![rainy | light | heavy | ground truth]({compare_picture(engines)})", ""]
     (ROOT / "weights" / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
