@@ -56,7 +56,7 @@ train-heavy: $(STAMP)
 	  --export checkpoints/heavy_base.pth
 
 finetune-heavy: $(STAMP)
-	$(PY) scripts/raintrainh_fold.py
+	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
 	$(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
 	  --data $(DATA)/pcnet-train --data-share 0.5 0.35 0.15 --val-data runs/h100fold/val --out runs/heavy_ft \
 	  --steps 1200 --batch 8 --patch 96 --lr 2e-4 --warmup 50 --aug flips --eval-every 200 --threads 2 \
