@@ -122,8 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.data_share and len(args.data_share) != len(args.data):
-        ap.error(f"--data-share needs one share per --data folder: {len(args.data_share)} for {len(args.data)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -135,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         train_paths += tr
         val_paths += va
         counts.append(len(tr))
-    weights = share_weights(counts, args.data_share) if args.data_share else None
+    try:
+        weights = share_weights(counts, args.data_share) if args.data_share else None
+    except ValueError as e:                  # a usage error: say so on the command line, not in a traceback
+        ap.error(f"--data-share: {e}")
     if args.max_val:
         val_paths = val_paths[:args.max_val]
     streak_bank = StreakBank(args.streaks) if args.streaks else None
