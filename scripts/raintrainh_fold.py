@@ -10,14 +10,14 @@ out (``split_pairs(..., 3)``).  Writes symlinks, so the data is not copied:
 import argparse
 from pathlib import Path
 
-from pcnet_ros.training.pairs import list_pairs, RAINTRAINH_HOLD_EVERY, split_pairs
+from pcnet_ros.training.pairs import list_pairs, RAINTRAINH_FOLD, RAINTRAINH_HOLD_EVERY, split_pairs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = Path(__file__).resolve().parent.parent
     ap.add_argument("--src", type=Path, default=root.parent / "shared" / "data" / "rain100h-train-sample")
-    ap.add_argument("--out", type=Path, default=root / "runs" / "h100fold")
+    ap.add_argument("--out", type=Path, default=root / "runs" / RAINTRAINH_FOLD)
     args = ap.parse_args()
     fit, held = split_pairs(list_pairs(args.src), RAINTRAINH_HOLD_EVERY)
     for name, pairs in (("train", fit), ("val", held)):

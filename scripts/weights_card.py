@@ -11,8 +11,8 @@ from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.weights import build_model, BUNDLED
 from pcnet_ros.tools.visual import contact_sheet, side_by_side
 from pcnet_ros.training.evaluate import score_pairs, summarise
-from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, RAINTRAINH_HOLD_EVERY, split_pairs,
-                                      synthesize_pairs)
+from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, RAINTRAINH_FOLD, RAINTRAINH_HOLD_EVERY,
+                                      split_pairs, synthesize_pairs)
 from pcnet_ros.training.streaks import StreakBank
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None
 def _name(folder: str) -> str:
     """A data folder as the card names it: the RainTrainH fold's halves by what they hold."""
     p = Path(folder)
-    if p.parent.name == "h100fold":
+    if p.parent.name == RAINTRAINH_FOLD:
         return "rain100h-train-sample [" + {"train": "fit", "val": "held"}.get(p.name, p.name) + "]"
     return p.name
 

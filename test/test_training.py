@@ -143,8 +143,6 @@ def test_shipped_weights_beat_the_rainy_input(variant, folder, held_out, margin)
     """Regression guard: the committed weights must clearly improve held-out pairs they were not trained on."""
     from pcnet_ros.core.engine import DerainEngine
     from pcnet_ros.core.weights import build_model
-    from pcnet_ros.training.pairs import load_named_pairs
-
     from pcnet_ros.training.pairs import RAINTRAINH_HOLD_EVERY
 
     pairs = list_pairs(shared_or_skip(folder))

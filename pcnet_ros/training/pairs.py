@@ -42,6 +42,9 @@ def split_pairs(pairs: list, every: int) -> tuple[list, list]:
 #: The RainTrainH sample (12 pairs) in the heavy weights' last fine-tune: every 3rd pair is held out to select
 #: on and report, the other 8 are fitted (``scripts/raintrainh_fold.py``).
 RAINTRAINH_HOLD_EVERY = 3
+#: Where that script writes the two halves (``train/`` fitted, ``val/`` held out), under ``runs/``; the
+#: weights card knows a fine-tune on them by this name in the weights' metadata.
+RAINTRAINH_FOLD = "h100fold"
 
 #: ``flips``: horizontal and vertical flips (4 views); ``dihedral``: also 90-degree rotations (all 8).
 #: Flips are the default: synthetic rain has a dominant, near-vertical direction, and quarter turns that
