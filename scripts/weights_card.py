@@ -39,20 +39,24 @@ def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None
     """(step, validation dB, held-out split dB or None) of every validation, and the run's state.
 
     One source: the history inside a run's last.pth, else inside its banked checkpoint; of the schedule
-    that made the shipped file (its last fine-tune, ``*_ft``, or the main schedule), else the newest.
+    that made the shipped file (the one whose history holds its step and score: its last fine-tune,
+    ``*_ft``, the main schedule, or any ``runs/{variant}*`` such as a GPU run), else the main schedule's.
     """
     found = []
     for run in (f"{variant}_ft", variant):
         for ckpt in (ROOT / "runs" / run / "last.pth", ROOT / "checkpoints" / f"{run}_last.pth"):
             if ckpt.is_file():
-                state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
-                pts = [(h["step"], h["val_psnr"], h.get("split_psnr")) for h in state.get("history", [])]
-                found.append((pts, state))
+                found.append(ckpt)
                 break
-    for pts, state in found:
+    found += [p for p in sorted((ROOT / "runs").glob(f"{variant}_*/last.pth")) if p not in found]
+    runs = []
+    for ckpt in found:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
+        pts = [(h["step"], h["val_psnr"], h.get("split_psnr")) for h in state.get("history", [])]
         if any(st == meta.get("step") and abs(p - meta.get("val_psnr_y", -1)) < 0.01 for st, p, _ in pts):
             return pts, state
-    return found[0] if found else ([], {})
+        runs.append((pts, state))
+    return runs[0] if runs else ([], {})
 
 
 def _name(folder: str) -> str:
@@ -143,7 +147,7 @@ def main() -> None:
                   f"- data: {_data_text(meta)}; synthesized rain: "
                   f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')})",
                   f"- steps: {meta.get('step')} (batch {meta.get('batch', 8)}, {meta.get('patch', 96)}x"
-                  f"{meta.get('patch', 96)} patches, {meta.get('aug', 'flips')}), "
+                  f"{meta.get('patch', 96)} patches, {meta.get('aug', 'flips')}, {meta.get('precision', 'fp32')}), "
                   f"{_gpix(meta)} pixel-samples, training time {meta.get('train_hours')} h on {meta.get('device')}; "
                   f"selected on {_selected_on(meta)}", "",
                   "| set | pairs | rainy input | PCNet |", "|---|---|---|---|"]
