@@ -286,17 +286,17 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
         time.sleep(2.0)
         # A camera never stops after a burst: its next frames reveal, as a sequence gap, any frame lost
         # at the tail (seen under load: the last 12 of the flood, or the one frame after it, never
-        # arrived, and nothing later showed the gap). Keep sending at 2 Hz until every frame is counted.
+        # arrived, and nothing later showed the gap). Keep sending, a frame every 3 s (longer than the
+        # diagnostics period, so a count can catch up), until every frame is counted.
         name = f"pcnet: {ns}/image_raw"
 
         def seen() -> int:
             st = diag.latest(name) or {}
             return int(st.get("received", 0)) + int(st.get("missed_sequence", 0))
-        deadline = time.monotonic() + 20
-        while len(sent) < n + 40 and time.monotonic() < deadline:
+        for _ in range(8):
             sent[len(sent)] = time.monotonic()
             pub.publish(image_msg(frame, "rgb8", stamp=(len(sent) - 1, 0)))
-            if wait_until(lambda: seen() >= len(sent), 0.5):
+            if wait_until(lambda: seen() >= len(sent), 3.0):
                 break
         n_sent = len(sent)
 
