@@ -10,7 +10,7 @@ from pcnet_ros.imageio import write_rgb
 from pcnet_ros.training import evaluate, rain, train
 from pcnet_ros.training.losses import charbonnier, EdgeLoss, PCNetLoss, SSIM
 from pcnet_ros.training.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
-from pcnet_ros.training.pairs import list_pairs, load_named_pairs, split_pairs, synthesize_pairs
+from pcnet_ros.training.pairs import list_pairs, load_named_pairs, RAINTRAINH_HOLD_EVERY, split_pairs, synthesize_pairs
 
 
 def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
@@ -143,7 +143,6 @@ def test_shipped_weights_beat_the_rainy_input(variant, folder, held_out, margin)
     """Regression guard: the committed weights must clearly improve held-out pairs they were not trained on."""
     from pcnet_ros.core.engine import DerainEngine
     from pcnet_ros.core.weights import build_model
-    from pcnet_ros.training.pairs import RAINTRAINH_HOLD_EVERY
 
     pairs = list_pairs(shared_or_skip(folder))
     every = {"every 10th": 10, "every 3rd": RAINTRAINH_HOLD_EVERY}[held_out]
