@@ -231,7 +231,8 @@ class Wiring:
                                                 make_profile(qos_name, self.values["input_qos_depth"]),
                                                 event_callbacks=events)
         cam.reliability = qos_name
-        self.node.get_logger().info(f"subscribed to {cam.sub.topic_name} with {qos_name} QoS")
+        self.node.get_logger().info(f"subscribed to {cam.sub.topic_name} with {qos_name} QoS, "
+                                    f"depth {self.values['input_qos_depth']}")
 
     def _match_publishers(self) -> None:
         """Subscribe, or re-subscribe, with the reliability the topic's publishers offer."""
@@ -326,8 +327,8 @@ class Wiring:
         arr = DiagnosticArray()
         arr.header.stamp = self.node.get_clock().now().to_msg()
         for idx, cam in enumerate(self.cameras):
-            extra = {"input_qos": cam.reliability or "none", "enabled": w.settings.enabled,
-                     "device": str(self.engine.device)}
+            extra = {"input_qos": cam.reliability or "none", "input_qos_depth": self.values["input_qos_depth"],
+                     "enabled": w.settings.enabled, "device": str(self.engine.device)}
             arr.status.append(cam.health.status(f"{self.node.get_name()}: {cam.resolved}", str(self.engine.device),
                                                 w.stats[idx].snapshot(), w.dropped(idx), extra, cam.sub is not None))
         with self._publish_lock:   # a timer already dequeued when shutdown closes the topics must not publish

@@ -91,8 +91,10 @@ PARAMS: tuple[Param, ...] = (
           "for the clean image, PNG for the residue), or both", TOPICS, choices=OUTPUT_TRANSPORTS),
     Param("input_qos", "auto", "`auto` matches the publishers' reliability (like image_proc)", QOS,
           choices=INPUT_CHOICES),
-    Param("input_qos_depth", 5, "subscription history depth: a burst longer than this is cut by DDS before the "
-          "node sees it (counted as `missed_sequence`)", QOS, lo=1, hi=100),
+    Param("input_qos_depth", 10, "subscription history depth: a burst longer than this is cut by DDS before the "
+          "node sees it (counted as `missed_sequence`). Reliable: keep it at least the camera publisher's depth "
+          "(10 is the ROS 2 default; DDS does not announce it), or the stream can stall after a lost frame "
+          "(README, Transport)", QOS, lo=1, hi=100),
     Param("output_qos", "reliable", "publishers' QoS", QOS, choices=OUTPUT_CHOICES),
     Param("output_qos_depth", 5, "publishers' history depth", QOS, lo=1, hi=100),
     Param("enabled", True, "`false` republishes the input untouched on the clean topic", RUNTIME, runtime=True),
