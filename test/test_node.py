@@ -309,8 +309,10 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
         # Bounded: a frame waits for at most the one in inference, never for a queue. A queue
         # would end the flood ~(received - published) * inference time behind, i.e. minutes.
         bound = 4 * infer_p95 + 0.5
-        assert np.percentile(latencies, 95) < bound, (np.percentile(latencies, 95), infer_p95)
-        assert max(latencies[-5:]) < bound, (latencies[-5:], infer_p95)
+        assert float(status["end_to_end_ms_p95"]) / 1e3 < bound, status     # receive to publish, in the node
+        # Sent to received here, through this process's small socket buffer: plus one resend (heartbeat, 3 s)
+        assert np.percentile(latencies, 95) < bound + 3.0, (np.percentile(latencies, 95), infer_p95)
+        assert max(latencies[-5:]) < bound + 3.0, (latencies[-5:], infer_p95)
     finally:
         assert proc.stop()[0] == 0
 
