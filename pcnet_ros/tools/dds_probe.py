@@ -72,7 +72,8 @@ def subscribe(args: argparse.Namespace) -> dict:
             break
     node.destroy_node()
     rclpy.shutdown()
-    return {"received": len(lat), "median_latency_ms": round(statistics.median(lat), 2) if lat else None}
+    return {"received": len(lat), "median_latency_ms": round(statistics.median(lat), 2) if lat else None,
+            "p95_latency_ms": round(statistics.quantiles(lat, n=20)[-1], 2) if len(lat) > 1 else None}
 
 
 def main(argv: list[str] | None = None) -> int:
