@@ -276,8 +276,8 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
         proc.wait_subscribed(node, "image_raw")
         assert wait_until(lambda: pub.get_subscription_count() > 0 and sink.sub.get_publisher_count() > 0, 10)
         name = f"pcnet: {ns}/image_raw"
-        # As deep as the publisher (the default, 10): at 5, the resend of a frame lost in the flood was
-        # refused behind later frames, and the flood's tail never arrived (README, Transport).
+        # As deep as the publisher (the default, 10): at 5, the frames behind one lost in the flood were
+        # refused, and the flood's tail never arrived (README, Transport).
         assert wait_until(lambda: (diag.latest(name) or {}).get("input_qos_depth") == "10", 10), diag.latest(name)
         frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
         sent = {}
