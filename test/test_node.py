@@ -270,15 +270,17 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
                         "input_qos": "reliable"}, ns, tmp_path)
     try:
         node = graph.node("flood_pub")
-        pub = node.create_publisher(Image, f"{ns}/image_raw", 10)
+        pub_depth = 10                                  # the ROS 2 default, as most camera drivers use
+        pub = node.create_publisher(Image, f"{ns}/image_raw", pub_depth)
         sink = Collector(graph.node("flood_sink"), f"{ns}/image_raw/derained")
         diag = Diagnostics(graph.node("flood_diag"))
         proc.wait_subscribed(node, "image_raw")
         assert wait_until(lambda: pub.get_subscription_count() > 0 and sink.sub.get_publisher_count() > 0, 10)
         name = f"pcnet: {ns}/image_raw"
-        # As deep as the publisher (the default, 10): at 5, the frames behind one lost in the flood were
-        # refused, and the flood's tail never arrived (README, Transport).
-        assert wait_until(lambda: (diag.latest(name) or {}).get("input_qos_depth") == "10", 10), diag.latest(name)
+        # The default input_qos_depth is as deep as the publisher: at 5, the frames behind one lost in the
+        # flood were refused, and the flood's tail never arrived (README, Transport).
+        assert wait_until(lambda: (diag.latest(name) or {}).get("input_qos_depth") == str(pub_depth), 10), \
+            diag.latest(name)
         frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
         sent = {}
         period, n = 1 / 60, 300                       # 60 Hz for 5 s: several times the model's rate

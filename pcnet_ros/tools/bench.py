@@ -214,7 +214,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
     h, w = SIZES[size]
     log = open(SOURCE_ROOT / "out" / "bench_node.log", "w") if (SOURCE_ROOT / "out").is_dir() else subprocess.DEVNULL
     proc = start_node({"weights": weights, "device": device, "backend": backend, "input_qos": "reliable",
-                       "publish_residue": True}, "/bench", log)   # input_qos_depth 10, as deep as `pub`
+                       "publish_residue": True}, "/bench", log)   # default input_qos_depth: as deep as `pub`
     rclpy.init()
     node = rclpy.create_node("pcnet_bench")
     got = []
