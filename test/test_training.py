@@ -10,7 +10,8 @@ from pcnet_ros.imageio import write_rgb
 from pcnet_ros.training import evaluate, rain, train
 from pcnet_ros.training.losses import charbonnier, EdgeLoss, PCNetLoss, SSIM
 from pcnet_ros.training.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
-from pcnet_ros.training.pairs import list_pairs, load_named_pairs, RAINTRAINH_HOLD_EVERY, split_pairs, synthesize_pairs
+from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, load_pairs, RAINTRAINH_HOLD_EVERY, split_pairs,
+                                      synthesize_pairs)
 
 
 def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
@@ -327,3 +328,75 @@ def test_data_share_sets_how_often_each_folder_is_drawn(pair_dir, tmp_path):
         share_weights([0, 3], [0.5, 0.5])                                  # a share for a folder without pairs
     with pytest.raises(SystemExit):                                        # a clear CLI error, not a traceback
         train.main(["--data", str(pair_dir), "--data-share", "0.5", "0.5", "--out", str(tmp_path / "run")])
+
+
+def test_rain_layer_is_what_was_added_and_transplants_onto_other_scenes(rng):
+    """rainy = min(clean + grey rain, 255): the layer comes back exactly where nothing clipped, and where a
+    channel clipped the layer keeps the least-clipped channel's difference."""
+    from pcnet_ros.training.transplant import add_rain, rain_layer
+
+    clean = rng.integers(0, 200, (24, 32, 3), dtype=np.uint8)
+    clean[2, 3] = (250, 100, 40)                                      # a bright red pixel: R clips, B does not
+    layer = rng.integers(0, 60, (24, 32), dtype=np.uint8)
+    layer[2, 3] = 50
+    rainy = add_rain(clean, layer)
+    assert rainy[2, 3].tolist() == [255, 150, 90]
+    np.testing.assert_array_equal(rain_layer(rainy, clean), layer)
+    other = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    moved = add_rain(other, layer)
+    assert (moved >= other).all() and moved.max() == 255               # rain only adds light, and clips
+    grey = moved.astype(int) - other
+    unclipped = moved.max(axis=2) < 255
+    assert (grey[unclipped] == layer[unclipped][:, None]).all()
+    with pytest.raises(ValueError):
+        add_rain(other, layer[:10])
+    with pytest.raises(ValueError):
+        rain_layer(rainy, clean[:10])
+
+
+def test_rain100l_rain_is_an_added_grey_layer():
+    """The premise of transplanting: on real Rain100L pairs, clean + rain_layer gives back the rainy image."""
+    from pcnet_ros.imageio import read_rgb
+    from pcnet_ros.training.transplant import add_rain, rain_layer
+
+    for rp, cp in list_pairs(shared_or_skip("rain100l-train"))[:3]:
+        rainy, clean = read_rgb(rp), read_rgb(cp)
+        back = add_rain(clean, rain_layer(rainy, clean))
+        assert np.abs(back.astype(int) - rainy).max() <= 1 and (back == rainy).mean() > 0.999
+
+
+def test_sampler_transplants_real_rain_onto_clean_patches(pair_dir, tmp_path):
+    from pcnet_ros.training.pairs import PatchSampler
+    from pcnet_ros.training.transplant import rain_layer
+
+    bare = [(c, c) for _, c in load_pairs(list_pairs(pair_dir))]       # scenes without rain of their own
+    donor_r, donor_c = bare[0][1].copy(), bare[0][1]
+    donor_r[:, ::7] = np.minimum(donor_c[:, ::7].astype(int) + 90, 255)  # vertical grey streaks
+    layers = [rain_layer(donor_r, donor_c)]
+
+    def draw(prob: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return PatchSampler(bare, patch=32, seed=seed, rain_layers=layers, transplant_prob=prob).sample(200)
+
+    r, c = draw(1.0, 5)
+    d = np.round((r - c) * 255).astype(int)
+    unclipped = r.max(axis=1) < 1.0
+    assert (d >= 0).all() and (d.max(axis=1) - d.min(axis=1))[unclipped].max() <= 1   # added, grey where not clipped
+    assert (d.max(axis=(1, 2, 3)) > 0).all()                                    # every patch got rain
+    np.testing.assert_array_equal(draw(1.0, 5)[0], r)                           # reproducible per seed
+    half = (np.abs(draw(0.5, 6)[0] - draw(0.5, 6)[1]).max(axis=(1, 2, 3)) > 0).mean()
+    assert 0.35 < half < 0.65
+    with pytest.raises(ValueError):
+        PatchSampler(bare, patch=32, transplant_prob=0.5)
+
+
+def test_training_with_transplanted_rain_records_it_and_keeps_held_out_pairs_out(pair_dir, tmp_path):
+    out = tmp_path / "run"
+    common = ["--data", str(pair_dir), "--out", str(out), "--batch", "2", "--patch", "32", "--model-size", "tiny",
+              "--eval-every", "5", "--quiet", "--device", "cpu", "--steps", "5", "--val-every", "3"]
+    assert train.main(common + ["--transplant-from", str(pair_dir), "--transplant-prob", "0.5"]) == 0
+    meta = torch.load(out / "best.pth", weights_only=True)["meta"]
+    assert meta["transplant_from"] == [str(pair_dir)] and meta["transplant_prob"] == 0.5
+    with pytest.raises(SystemExit):                          # a donor must be a --data folder, split like it
+        train.main(common + ["--transplant-from", str(tmp_path / "elsewhere"), "--transplant-prob", "0.5"])
+    with pytest.raises(SystemExit):
+        train.main(common + ["--transplant-from", str(pair_dir)])

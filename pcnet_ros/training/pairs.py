@@ -9,6 +9,7 @@ import numpy as np
 from pcnet_ros.imageio import is_image, list_images, natural_key, read_rgb, resize_longest_side
 from pcnet_ros.training import rain
 from pcnet_ros.training.streaks import composite, StreakBank
+from pcnet_ros.training.transplant import add_rain, crop_layer
 
 
 def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
@@ -70,6 +71,8 @@ class PatchSampler:
     aug: str = "flips"
     streaks: "StreakBank | None" = None        # synthesize with the streak compositor instead of procedurally
     weights: "list[float] | None" = None       # chance of each pair per patch (None: uniform)
+    rain_layers: "list[np.ndarray] | None" = None  # real rain (transplant.rain_layer) to add onto clean patches...
+    transplant_prob: float = 0.0                   # ...to this share of the patches not synthesized
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -84,6 +87,8 @@ class PatchSampler:
         small = [r.shape for r, _ in self.pairs if min(r.shape[:2]) < self.patch]
         if small:
             raise ValueError(f"patch {self.patch} larger than image(s) of shape {small[0]}")
+        if self.transplant_prob and not self.rain_layers:
+            raise ValueError("transplant_prob needs rain_layers")
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Two float32 arrays N,3,P,P in [0, 1]: rainy and clean."""
@@ -98,6 +103,8 @@ class PatchSampler:
             c = clean[y:y + self.patch, x:x + self.patch]
             if self.synth_prob and self.rng.random() < self.synth_prob:
                 r = render_rain(np.ascontiguousarray(c), self.synth_level, self.rng, self.streaks)
+            elif self.transplant_prob and self.rng.random() < self.transplant_prob:
+                r = add_rain(c, crop_layer(self.rain_layers, self.patch, self.rng))
             k = int(self.rng.integers(8)) if self.aug == "dihedral" else 2 * int(self.rng.integers(4))
             # flips only: k in {0, 2, 4, 6} = identity, half turn, h-flip, v-flip
             r, c = dihedral(r, k), dihedral(c, k)

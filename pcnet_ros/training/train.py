@@ -33,6 +33,7 @@ from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       share_weights, split_pairs, synthesize_pairs)
 from pcnet_ros.training.streaks import StreakBank
+from pcnet_ros.training.transplant import rain_layer
 
 MODEL_SIZES = {"paper": {}, "tiny": {"n_feat": 8, "num_crb": 1, "num_rcab": 1}}
 
@@ -103,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--streaks", type=Path,
                     help="folder of rendered rain-streak layers (e.g. ../shared/data/rain-streaks-garg06): "
                          "synthesized rain is composited from them (RainMix style) instead of drawn procedurally")
+    ap.add_argument("--transplant-from", action="append", default=[],
+                    help="a --data folder whose training pairs lend their real rain (rainy - clean) to clean "
+                         "patches of any folder; repeatable")
+    ap.add_argument("--transplant-prob", type=float, default=0.0,
+                    help="chance a patch not synthesized gets transplanted rain instead of its own")
     ap.add_argument("--val-data", action="append", default=[],
                     help="paired folder used only for validation (all its pairs); repeatable. When given, the "
                          "best weights are chosen on the mean of its Y-PSNR and the held-out split's")
@@ -127,9 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    train_paths, val_paths, counts = [], [], []
+    unknown = [f for f in args.transplant_from if f not in args.data]
+    if unknown:
+        ap.error(f"--transplant-from {unknown[0]} is not a --data folder (its held-out pairs must stay held out)")
+    if bool(args.transplant_from) != bool(args.transplant_prob):
+        ap.error("--transplant-from and --transplant-prob go together")
+    train_paths, val_paths, counts, donors = [], [], [], []
     for folder in args.data:
         tr, va = split_pairs(list_pairs(folder), args.val_every)
+        if folder in args.transplant_from:
+            donors += range(len(train_paths), len(train_paths) + len(tr))
         train_paths += tr
         val_paths += va
         counts.append(len(tr))
@@ -140,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_val:
         val_paths = val_paths[:args.max_val]
     streak_bank = StreakBank(args.streaks) if args.streaks else None
-    sampler = PatchSampler(load_pairs(train_paths, args.max_side), args.patch, args.synth_prob, args.synth_level,
-                           args.seed, args.aug, streak_bank, weights)
+    train_pairs = load_pairs(train_paths, args.max_side)
+    layers = [rain_layer(*train_pairs[i]) for i in donors] or None
+    sampler = PatchSampler(train_pairs, args.patch, args.synth_prob, args.synth_level, args.seed, args.aug,
+                           streak_bank, weights, layers, args.transplant_prob)
     val = load_named_pairs(val_paths, args.max_side)
     if args.val_synth:
         val += synthesize_pairs(val, args.val_synth, seed=args.seed, streaks=streak_bank)
@@ -265,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                             "train_images": len(train_paths), "data": [str(d) for d in args.data],
                             "data_share": args.data_share,
                             "synth_prob": args.synth_prob, "synth_level": args.synth_level,
+                            "transplant_from": args.transplant_from or None,
+                            "transplant_prob": args.transplant_prob,
                             "val_synth": args.val_synth, "fine_tuned_from": state.get("fine_tuned_from"),
                             "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device),
                             "pixel_samples": state["pixel_samples"], "batch": args.batch, "patch": args.patch,
