@@ -400,3 +400,21 @@ def test_training_with_transplanted_rain_records_it_and_keeps_held_out_pairs_out
         train.main(common + ["--transplant-from", str(tmp_path / "elsewhere"), "--transplant-prob", "0.5"])
     with pytest.raises(SystemExit):
         train.main(common + ["--transplant-from", str(pair_dir)])
+
+
+def test_progress_bars_written_to_a_log_redraw_rarely(tmp_path):
+    """Long jobs under nohup wrote a redraw ten times a second into their logs; a file gets one per 30 s."""
+    import subprocess
+    import sys
+
+    code = ("import time\nfrom pcnet_ros.progress import progress_bar\n"
+            "for _ in progress_bar(range(200)):\n    time.sleep(0.005)\n")
+    with open(tmp_path / "log", "w") as log:
+        subprocess.run([sys.executable, "-c", code], stderr=log, check=True)
+    text = (tmp_path / "log").read_bytes()               # bytes: reading text turns every \r into \n
+    redraws = text.count(b"\r")
+    assert 1 <= redraws <= 3, repr(text)                       # the first and the final draw, not one per 0.1 s
+    bare = subprocess.run([sys.executable, "-c", code.replace("from pcnet_ros.progress import progress_bar",
+                                                              "from tqdm import tqdm as progress_bar")],
+                          capture_output=True, check=True).stderr
+    assert bare.count(b"\r") > 5                               # what plain tqdm writes in the same second

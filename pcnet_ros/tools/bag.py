@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, residue_to_image
+from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
                                    serialize_image, storage_of, typestore)
@@ -102,7 +103,7 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                 p.items = []
 
             pending: dict[int, _Pending] = {c.id: _Pending() for c in image_conns}
-            bar = tqdm(total=reader.message_count, unit="msg", desc="pcnet-bag", disable=not progress)
+            bar = progress_bar(total=reader.message_count, unit="msg", desc="pcnet-bag", disable=not progress)
             try:
                 for conn, stamp, raw in reader.messages():
                     writer.write(out_conns[conn.id], stamp, raw)

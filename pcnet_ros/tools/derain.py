@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from pcnet_ros.core.engine import InputError, RESIDUE_MODES, residue_to_image
 from pcnet_ros.imageio import ImageIOError, is_image, natural_key, read_any, write_image
+from pcnet_ros.progress import progress_bar
 from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, OK, PARTIAL, ToolError
 from pcnet_ros.tools.visual import amplify, side_by_side
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         batch.clear()
 
     try:
-        with tqdm(total=len(plan), desc="derain", unit="img", disable=len(plan) == 1) as bar:
+        with progress_bar(total=len(plan), desc="derain", unit="img", disable=len(plan) == 1) as bar:
             for src, dst in plan.items():
                 try:
                     img = read_any(src)

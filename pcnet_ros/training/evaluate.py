@@ -9,9 +9,9 @@ import sys
 from typing import Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.progress import progress_bar
 from pcnet_ros.training.metrics import y_psnr_ssim
 from pcnet_ros.training.pairs import list_clean, list_pairs, load_named_pairs, split_pairs, synthesize_pairs
 
@@ -30,7 +30,7 @@ def score_pairs(engine: DerainEngine, pairs: Iterable[tuple[str, np.ndarray, np.
     """Score (name, rainy, clean) uint8 RGB triples."""
     pairs = list(pairs)
     out = []
-    for name, rainy, clean in tqdm(pairs, desc="eval", disable=not progress, unit="img"):
+    for name, rainy, clean in progress_bar(pairs, desc="eval", disable=not progress, unit="img"):
         derained = engine.derain(rainy).clean
         out.append(PairScore(name, *y_psnr_ssim(rainy, clean), *y_psnr_ssim(derained, clean)))
     return out

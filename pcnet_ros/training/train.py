@@ -28,6 +28,7 @@ from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.model import PCNet
 from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights
 from pcnet_ros.paths import atomic_write
+from pcnet_ros.progress import progress_bar
 from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log = open(args.out / "log.jsonl", "a")
-    bar = tqdm(total=args.steps, initial=state["step"], disable=args.quiet, unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=args.steps, initial=state["step"], disable=args.quiet, unit="step", dynamic_ncols=True)
     t_start = time.time() - state["elapsed_s"]
     model.train()
     try:
