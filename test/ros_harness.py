@@ -105,6 +105,10 @@ class Diagnostics(Collector):
                     return {kv.key: kv.value for kv in st.values} | {"_level": st.level, "_message": st.message}
         return None
 
+    def values(self, name: str) -> dict:
+        """The latest status of ``name``, or {} before the first: for polling a key until it appears."""
+        return self.latest(name) or {}
+
 
 class NodeProcess:
     """pcnet_node started exactly as a user would, with a params file, in its own process."""

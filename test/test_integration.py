@@ -72,7 +72,7 @@ def test_compressed_in_raw_and_compressed_out(graph, tmp_path):
         name = f"pcnet: {ns}/cam/image_raw"
         for n, bad in enumerate((b"\xff\xd8\xff\xe0 not really a jpeg", b"\x89PNG\r\n\x1a\n" + bytes(40)), 1):
             pub.publish(_compressed_msg(bad, 2))      # one at a time: a newer frame would replace a waiting one
-            assert wait_until(lambda n=n: int((diag.latest(name) or {}).get("rejected_bad_compressed", 0)) == n,
+            assert wait_until(lambda n=n: int(diag.values(name).get("rejected_bad_compressed", 0)) == n,
                               20), diag.latest(name)
         raw.clear()
         pub.publish(_compressed_msg(data, 3))
@@ -159,7 +159,7 @@ def test_rain_level_reads_heavier_for_heavier_rain(graph, tmp_path):
         assert got["dry"].y < got["light"].y < got["heavy"].y
         assert got["dry"].z == 0.0 and got["heavy"].z == 2.0
         name = f"pcnet: {ns}/image_raw"
-        assert wait_until(lambda: float((diag.latest(name) or {}).get("rain_coverage", -1)) == pytest.approx(
+        assert wait_until(lambda: float(diag.values(name).get("rain_coverage", -1)) == pytest.approx(
             got["heavy"].y, abs=0.01), 10), diag.latest(name)
     finally:
         assert proc.stop()[0] == 0

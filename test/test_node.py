@@ -249,7 +249,7 @@ def test_auto_qos_receives_from_either_publisher_across_processes(graph, tmp_pat
         diag = Diagnostics(graph.node(f"qos_diag_{reliability}"))
         proc.wait_subscribed(node, "image_raw")
         name = f"pcnet: {ns}/image_raw"
-        assert wait_until(lambda: (diag.latest(name) or {}).get("input_qos") == reliability, 15), diag.latest(name)
+        assert wait_until(lambda: diag.values(name).get("input_qos") == reliability, 15), diag.latest(name)
         assert wait_until(lambda: pub.get_subscription_count() > 0, 10)
         time.sleep(0.5)
         frame = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
@@ -279,7 +279,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
         name = f"pcnet: {ns}/image_raw"
         # The default input_qos_depth is as deep as the publisher: at 5, the frames behind one lost in the
         # flood were refused, and the flood's tail never arrived (README, Transport).
-        assert wait_until(lambda: (diag.latest(name) or {}).get("input_qos_depth") == str(pub_depth), 10), \
+        assert wait_until(lambda: diag.values(name).get("input_qos_depth") == str(pub_depth), 10), \
             diag.latest(name)
         frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
         sent = {}
@@ -291,7 +291,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(graph, tmp_path):
             time.sleep(max(0.0, t0 + (k + 1) * period - time.monotonic()))
 
         def settled():  # every frame is received or counted, and the one in inference has been published
-            st = diag.latest(name) or {}
+            st = diag.values(name)
             counted = int(st.get("received", 0)) + int(st.get("missed_sequence", 0)) == n
             return counted and int(st["received"]) == int(st.get("published", 0)) + int(st.get("dropped_frames", 0))
         wait_until(settled, 30)
@@ -334,13 +334,13 @@ def test_a_burst_longer_than_the_queue_is_counted(graph, tmp_path):
         name = f"pcnet: {ns}/image_raw"
         frame = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
         pub.publish(image_msg(frame, "rgb8", stamp=(0, 0)))            # the first sample starts the count
-        assert wait_until(lambda: int((diag.latest(name) or {}).get("received", 0)) >= 1, 20), proc.log()
+        assert wait_until(lambda: int(diag.values(name).get("received", 0)) >= 1, 20), proc.log()
         n = 40
         for k in range(n):
             pub.publish(image_msg(frame, "rgb8", stamp=(k + 1, 0)))
 
         def accounted():
-            st = diag.latest(name) or {}
+            st = diag.values(name)
             return int(st.get("received", 0)) - 1 + int(st.get("missed_sequence", 0))
         assert wait_until(lambda: accounted() == n, 30), diag.latest(name)
         st = diag.latest(name)
