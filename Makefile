@@ -40,7 +40,8 @@ bench: $(STAMP)
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
 #         its best goes to checkpoints/heavy_base.pth.
 #  finetune-heavy: the last, short fine-tune that ships weights/pcnet_heavy.pth: from heavy_base.pth on 8
-#         of the 12 RainTrainH pairs (a fixed share of the patches), selected on the other 4 and the split.
+#         of the 12 RainTrainH pairs (a fixed share of the patches, and their real rain added onto clean
+#         patches of all three folders), selected on the other 4 and the split.
 NICE ?= nice -n 10
 DATA ?= ../shared/data
 train-light: $(STAMP)
@@ -58,9 +59,10 @@ train-heavy: $(STAMP)
 finetune-heavy: $(STAMP)
 	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
 	$(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
-	  --data $(DATA)/pcnet-train --data-share 0.5 0.35 0.15 --val-data runs/h100fold/val --out runs/heavy_ft \
-	  --steps 1200 --batch 8 --patch 96 --lr 2e-4 --warmup 50 --aug flips --eval-every 200 --threads 2 \
-	  --synth-prob 0.3 --synth-level heavy --streaks $(DATA)/rain-streaks-garg06 --init checkpoints/heavy_base.pth \
+	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val --out runs/heavy_ft \
+	  --steps 1600 --batch 8 --patch 96 --lr 2e-4 --warmup 50 --aug flips --eval-every 200 --threads 2 --compile \
+	  --synth-prob 0.2 --synth-level heavy --streaks $(DATA)/rain-streaks-garg06 \
+	  --transplant-from runs/h100fold/train --transplant-prob 0.6 --init checkpoints/heavy_base.pth \
 	  --bank checkpoints/heavy_ft_last.pth --export weights/pcnet_heavy.pth
 
 clean:

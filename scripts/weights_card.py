@@ -80,6 +80,15 @@ def _data_text(meta: dict) -> str:
     return ", ".join(names)
 
 
+def _transplant_text(meta: dict) -> str:
+    """Which pairs lent their real rain to other scenes, and to what share of the patches ('' if none)."""
+    if not meta.get("transplant_prob"):
+        return ""
+    share = (1 - meta.get("synth_prob", 0)) * meta["transplant_prob"]     # only patches not synthesized
+    donors = ", ".join(_name(d) for d in meta.get("transplant_from") or [])
+    return f"; real rain of {donors} added onto clean patches of all folders: {share:.0%} of patches"
+
+
 def _val_names(meta: dict) -> str:
     """The --val-data folders the weights were selected with, by name ('' if none)."""
     return ", ".join(_name(d) for d in meta.get("val_data") or [])
@@ -145,7 +154,7 @@ def main() -> None:
         meta, engine = built[variant][1], engines[variant]
         lines += [f"## `{fname}` ({variant})", "",
                   f"- data: {_data_text(meta)}; synthesized rain: "
-                  f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')})",
+                  f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')}){_transplant_text(meta)}",
                   f"- steps: {meta.get('step')} (batch {meta.get('batch', 8)}, {meta.get('patch', 96)}x"
                   f"{meta.get('patch', 96)} patches, {meta.get('aug', 'flips')}, {meta.get('precision', 'fp32')}), "
                   f"{_gpix(meta)} pixel-samples, training time {meta.get('train_hours')} h on {meta.get('device')}; "
