@@ -41,7 +41,8 @@ bench: $(STAMP)
 #         its best goes to checkpoints/heavy_base.pth.
 #  finetune-heavy: the last, short fine-tune that ships weights/pcnet_heavy.pth: from heavy_base.pth on 8
 #         of the 12 RainTrainH pairs (a fixed share of the patches, and their real rain added onto clean
-#         patches of all three folders), selected on the other 4 and the split.
+#         patches of all three folders), selected on the other 4 and the split; then a second, gentler
+#         cycle of the same (1e-4, 1,000 steps) from the first one's best.
 NICE ?= nice -n 10
 DATA ?= ../shared/data
 train-light: $(STAMP)
@@ -64,6 +65,12 @@ finetune-heavy: $(STAMP)
 	  --synth-prob 0.2 --synth-level heavy --streaks $(DATA)/rain-streaks-garg06 \
 	  --transplant-from runs/h100fold/train --transplant-prob 0.6 --init checkpoints/heavy_base.pth \
 	  --bank checkpoints/heavy_ft_last.pth --export weights/pcnet_heavy.pth
+	$(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
+	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val --out runs/heavy_ft2 \
+	  --steps 1000 --batch 8 --patch 96 --lr 1e-4 --warmup 50 --aug flips --eval-every 200 --threads 2 --compile \
+	  --synth-prob 0.2 --synth-level heavy --streaks $(DATA)/rain-streaks-garg06 \
+	  --transplant-from runs/h100fold/train --transplant-prob 0.6 --init weights/pcnet_heavy.pth \
+	  --bank checkpoints/heavy_ft2_last.pth --export weights/pcnet_heavy.pth
 
 clean:
 	rm -rf $(VENV) out build install log *.egg-info

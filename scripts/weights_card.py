@@ -40,7 +40,8 @@ def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None
 
     One source: the history inside a run's last.pth, else inside its banked checkpoint; of the schedule
     that made the shipped file (the one whose history holds its step and score: its last fine-tune,
-    ``*_ft``, the main schedule, or any ``runs/{variant}*`` such as a GPU run), else the main schedule's.
+    ``*_ft``, the main schedule, or any ``runs/{variant}_*`` such as a GPU run or a second fine-tune stage, or
+    any banked ``checkpoints/{variant}_*_last.pth``), else the main schedule's.
     """
     found = []
     for run in (f"{variant}_ft", variant):
@@ -49,6 +50,7 @@ def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None
                 found.append(ckpt)
                 break
     found += [p for p in sorted((ROOT / "runs").glob(f"{variant}_*/last.pth")) if p not in found]
+    found += [p for p in sorted((ROOT / "checkpoints").glob(f"{variant}_*_last.pth")) if p not in found]
     runs = []
     for ckpt in found:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
