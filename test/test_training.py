@@ -401,6 +401,8 @@ def test_training_with_transplanted_rain_records_it_and_keeps_held_out_pairs_out
         train.main(common + ["--transplant-from", str(tmp_path / "elsewhere"), "--transplant-prob", "0.5"])
     with pytest.raises(SystemExit):
         train.main(common + ["--transplant-from", str(pair_dir)])
+    with pytest.raises(SystemExit):
+        train.main(common + ["--transplant-from", str(pair_dir), "--transplant-prob", "1.5"])
 
 
 def test_progress_bars_written_to_a_log_redraw_rarely(tmp_path):

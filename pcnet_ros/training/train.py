@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [f for f in args.transplant_from if f not in args.data]
     if unknown:
         ap.error(f"--transplant-from {unknown[0]} is not a --data folder (its held-out pairs must stay held out)")
+    for name in ("synth_prob", "transplant_prob"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            ap.error(f"--{name.replace('_', '-')} is a chance, between 0 and 1: {getattr(args, name)}")
     if bool(args.transplant_from) != bool(args.transplant_prob):
         ap.error("--transplant-from and --transplant-prob go together")
     train_paths, val_paths, counts, donors = [], [], [], []
