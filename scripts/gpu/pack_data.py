@@ -1,8 +1,9 @@
 """Pack a paired folder small enough to travel to a lent GPU machine (64 MiB with the whole tree), losslessly.
 
 Rain100L's rainy image is its clean image plus one grey streak layer, clipped at 255, so
-``rain = min(clean + s, 255)`` with ``s = max over channels of (rain - clean)`` holds exactly.  The clean
-image goes as lossless WebP and ``s`` as a grey PNG: about 40% of the PNG pairs.  Pairs where the identity
+``rain = min(clean + s, 255)`` with ``s = max over channels of (rain - clean)`` holds exactly (``add_rain``
+and ``rain_layer`` of ``pcnet_ros.training.transplant``).  The clean image goes as lossless WebP and ``s``
+as a grey PNG: about 40% of the PNG pairs.  Pairs where the identity
 does not hold exactly are stored whole (lossless WebP).  ``unpack`` writes the usual rain/ and clean/ PNGs.
 
     python scripts/gpu/pack_data.py pack ../shared/data/rain100l-train .gpu/rain100l-train
@@ -15,7 +16,8 @@ from pathlib import Path
 import sys
 
 import cv2
-import numpy as np
+
+from pcnet_ros.training.transplant import add_rain, rain_layer
 
 LOSSLESS_WEBP = [cv2.IMWRITE_WEBP_QUALITY, 101]
 
@@ -25,12 +27,10 @@ def _pack_one(job: tuple[Path, Path, Path]) -> str:
     rain, clean = cv2.imread(str(rain_p)), cv2.imread(str(clean_p))
     stem = rain_p.name
     cv2.imwrite(str(out / f"{stem}.clean.webp"), clean, LOSSLESS_WEBP)
-    s = (rain.astype(np.int16) - clean.astype(np.int16))
-    if s.min() >= 0:
-        s = s.max(axis=2).astype(np.uint8)
-        if np.array_equal(np.minimum(clean.astype(np.int16) + s[..., None], 255).astype(np.uint8), rain):
-            cv2.imwrite(str(out / f"{stem}.streak.png"), s, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-            return "layer"
+    s = rain_layer(rain, clean)
+    if (add_rain(clean, s) == rain).all():         # also false where rain is darker than clean anywhere
+        cv2.imwrite(str(out / f"{stem}.streak.png"), s, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        return "layer"
     cv2.imwrite(str(out / f"{stem}.rain.webp"), rain, LOSSLESS_WEBP)
     return "whole"
 
@@ -41,8 +41,7 @@ def _unpack_one(job: tuple[Path, Path]) -> None:
     clean = cv2.imread(str(clean_p))
     streak = clean_p.with_name(f"{stem}.streak.png")
     if streak.exists():
-        s = cv2.imread(str(streak), cv2.IMREAD_GRAYSCALE).astype(np.int16)
-        rain = np.minimum(clean.astype(np.int16) + s[..., None], 255).astype(np.uint8)
+        rain = add_rain(clean, cv2.imread(str(streak), cv2.IMREAD_GRAYSCALE))
     else:
         rain = cv2.imread(str(clean_p.with_name(f"{stem}.rain.webp")))
     fast = [cv2.IMWRITE_PNG_COMPRESSION, 1]
