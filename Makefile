@@ -57,20 +57,18 @@ train-heavy: $(STAMP)
 	  --streaks $(DATA)/rain-streaks-garg06 --init checkpoints/heavy_base.pth --bank checkpoints/heavy_last.pth \
 	  --export checkpoints/heavy_base.pth
 
+# Both cycles of the last heavy fine-tune: the same data, shares, rain mix and selection.
+HEAVY_FT = $(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
+	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val --batch 8 --patch 96 \
+	  --warmup 50 --aug flips --eval-every 200 --threads 2 --compile --synth-prob 0.2 --synth-level heavy \
+	  --streaks $(DATA)/rain-streaks-garg06 --transplant-from runs/h100fold/train --transplant-prob 0.6 \
+	  --export weights/pcnet_heavy.pth
 finetune-heavy: $(STAMP)
 	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
-	$(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
-	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val --out runs/heavy_ft \
-	  --steps 1600 --batch 8 --patch 96 --lr 2e-4 --warmup 50 --aug flips --eval-every 200 --threads 2 --compile \
-	  --synth-prob 0.2 --synth-level heavy --streaks $(DATA)/rain-streaks-garg06 \
-	  --transplant-from runs/h100fold/train --transplant-prob 0.6 --init checkpoints/heavy_base.pth \
-	  --bank checkpoints/heavy_ft_last.pth --export weights/pcnet_heavy.pth
-	$(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
-	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val --out runs/heavy_ft2 \
-	  --steps 1000 --batch 8 --patch 96 --lr 1e-4 --warmup 50 --aug flips --eval-every 200 --threads 2 --compile \
-	  --synth-prob 0.2 --synth-level heavy --streaks $(DATA)/rain-streaks-garg06 \
-	  --transplant-from runs/h100fold/train --transplant-prob 0.6 --init weights/pcnet_heavy.pth \
-	  --bank checkpoints/heavy_ft2_last.pth --export weights/pcnet_heavy.pth
+	$(HEAVY_FT) --out runs/heavy_ft --steps 1600 --lr 2e-4 --init checkpoints/heavy_base.pth \
+	  --bank checkpoints/heavy_ft_last.pth
+	$(HEAVY_FT) --out runs/heavy_ft2 --steps 1000 --lr 1e-4 --init weights/pcnet_heavy.pth \
+	  --bank checkpoints/heavy_ft2_last.pth
 
 clean:
 	rm -rf $(VENV) out build install log *.egg-info
