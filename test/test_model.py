@@ -1,6 +1,6 @@
 import torch
 
-from pcnet_ros.core.model import count_parameters, PCNet, SIZE_MULTIPLE
+from pcnet_ros.core.model import CleanOutput, count_parameters, PCNet, SIZE_MULTIPLE
 
 
 def test_default_parameter_count_matches_paper_release():
@@ -39,3 +39,20 @@ def test_forward_shapes_and_outputs():
         clean, rain = m(x)
     assert clean.shape == x.shape and rain.shape == x.shape
     assert torch.isfinite(clean).all() and torch.isfinite(rain).all()
+
+
+def test_clean_path_equals_forward_and_skips_the_rain_reconstruction():
+    """Inference runs B alone: bit-identical to the full forward's B, and the R upsampling and
+    re-rendering (training-only) are never evaluated."""
+    torch.manual_seed(0)
+    m = PCNet(n_feat=16, num_crb=2, num_rcab=1).eval()
+    called = []
+    for name in ("UP_R", "rrb.recon_R", "rrb.conv_du", "UP_B", "rrb.recon_B"):
+        m.model.get_submodule(name).register_forward_hook(lambda *_, name=name: called.append(name))
+    x = torch.rand(2, 3, 8 * SIZE_MULTIPLE, 5 * SIZE_MULTIPLE)
+    with torch.inference_mode():
+        full = m(x)[0]
+        called.clear()
+        clean = CleanOutput(m)(x)
+    assert torch.equal(clean, full)
+    assert called == ["UP_B", "rrb.recon_B"]

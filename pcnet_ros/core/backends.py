@@ -1,5 +1,7 @@
 """Ways to run the PCNet forward pass: each turns N,3,H,W floats in [0, 1] (H, W multiples of 4) into B.
 
+All of them run the clean-only pass (``PCNet.clean``), which never builds the training-only R output.
+
 eager        torch, channels_last, inference_mode
 compile      torch.compile (inductor); CUDA graphs ("reduce-overhead") on a GPU, where sizes are stable
 onnxruntime  the exported ONNX graph in ONNX Runtime (CUDA provider on a GPU)
@@ -20,6 +22,8 @@ import tempfile
 from typing import Callable
 
 import torch
+
+from pcnet_ros.core.model import CleanOutput, PCNet
 
 BACKENDS = ("auto", "eager", "compile", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -79,17 +83,16 @@ def torch_dtype(precision: str, backend: str) -> torch.dtype:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
-def eager(model: torch.nn.Module) -> Runner:
-    return lambda x: model(x)[0]
+def eager(model: PCNet) -> Runner:
+    return model.clean
 
 
-def compiled(model: torch.nn.Module, device: torch.device) -> Runner:
+def compiled(model: PCNet, device: torch.device) -> Runner:
     mode = "reduce-overhead" if device.type == "cuda" else None     # CUDA graphs replay a stable size
-    fn = torch.compile(model, dynamic=False, mode=mode)
-    return lambda x: fn(x)[0]
+    return torch.compile(CleanOutput(model), dynamic=False, mode=mode)
 
 
-def onnxruntime(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Runner:
+def onnxruntime(model: PCNet, device: torch.device, dtype: torch.dtype) -> Runner:
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -124,21 +127,21 @@ def _weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:20]
 
 
-def openvino_model(model: torch.nn.Module):
-    """The model as OpenVINO sees it, with dynamic N, H, W: converted once per weights, then read from disk.
+def openvino_model(model: PCNet):
+    """The clean-only graph as OpenVINO sees it, dynamic N, H, W: converted once per weights, then read from disk.
 
     Conversion traces the whole network (15 s on 2 busy cores); reading the cached IR takes a fraction.
     """
     import openvino as ov
 
     core = ov.Core()
-    path = cache_dir() / "openvino" / f"pcnet-{_weights_digest(model)}-ov{ov.__version__.split('-')[0]}.xml"
+    path = cache_dir() / "openvino" / f"pcnet-clean-{_weights_digest(model)}-ov{ov.__version__.split('-')[0]}.xml"
     if path.is_file() and path.with_suffix(".bin").is_file():
         try:
             return core.read_model(str(path))
         except Exception:  # a damaged cache entry: convert again below
             pass
-    converted = ov.convert_model(model.float().eval(), example_input=torch.zeros(1, 3, 64, 64),
+    converted = ov.convert_model(CleanOutput(model.float().eval()), example_input=torch.zeros(1, 3, 64, 64),
                                  input=[ov.PartialShape([-1, 3, -1, -1])])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +164,7 @@ def _prune(folder: Path, keep: int) -> None:
         old.with_suffix(".bin").unlink(missing_ok=True)
 
 
-def openvino(model: torch.nn.Module, precision: str, threads: int = 0) -> Runner:
+def openvino(model: PCNet, precision: str, threads: int = 0) -> Runner:
     if not openvino_available():
         raise BackendError("backend 'openvino' needs the openvino package (pip install openvino)")
     import openvino as ov
@@ -192,7 +195,7 @@ def openvino(model: torch.nn.Module, precision: str, threads: int = 0) -> Runner
     return run
 
 
-def make_runner(backend: str, model: torch.nn.Module, device: torch.device, precision: str,
+def make_runner(backend: str, model: PCNet, device: torch.device, precision: str,
                 dtype: torch.dtype, threads: int = 0) -> Runner:
     if backend == "eager":
         return eager(model)

@@ -1,7 +1,8 @@
 """PCNet as ONNX (for ONNX Runtime and TensorRT) and as an OpenVINO IR, each checked against torch.
 
 The exported graph takes ``rainy`` N,3,H,W in [0, 1] (H, W multiples of 4; pad
-like the engine) and gives ``clean`` (B) and ``rain`` (the re-rendered input).
+like the engine) and gives ``clean`` (B) alone: the re-rendered rainy image only
+serves the training loss, and leaving it out spares its share of the work.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcnet_ros.core.model import PCNet
+from pcnet_ros.core.model import CleanOutput, PCNet
 
 OPSET = 17
 
@@ -20,13 +21,13 @@ def onnx_bytes(model: PCNet, dynamic: bool = True, height: int = 64, width: int 
     """The ONNX graph; ``dynamic`` leaves batch, height and width free (TensorRT then needs shape profiles)."""
     import copy
 
-    m = copy.deepcopy(model).float().eval().to(memory_format=torch.contiguous_format)
+    m = CleanOutput(copy.deepcopy(model).float().eval().to(memory_format=torch.contiguous_format))
     dummy = torch.zeros(1, 3, height, width)
     if fp16:
         m, dummy = m.half(), dummy.half()
     buf = io.BytesIO()
     axes = {"rainy": {0: "n", 2: "h", 3: "w"}, "clean": {0: "n", 2: "h", 3: "w"}} if dynamic else None
-    torch.onnx.export(m, dummy, buf, input_names=["rainy"], output_names=["clean", "rain"], dynamic_axes=axes,
+    torch.onnx.export(m, dummy, buf, input_names=["rainy"], output_names=["clean"], dynamic_axes=axes,
                       opset_version=OPSET, dynamo=False)
     return buf.getvalue()
 
@@ -49,7 +50,7 @@ def export_openvino(model: PCNet, path: Path, height: int = 0, width: int = 0) -
     import openvino as ov
 
     shape = [-1, 3, height or -1, width or -1]
-    ov_model = ov.convert_model(model.float().eval().to(memory_format=torch.contiguous_format),
+    ov_model = ov.convert_model(CleanOutput(model.float().eval().to(memory_format=torch.contiguous_format)),
                                 example_input=torch.zeros(1, 3, height or 64, width or 64),
                                 input=[ov.PartialShape(shape)])
     ov.save_model(ov_model, str(path), compress_to_fp16=False)

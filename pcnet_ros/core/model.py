@@ -168,12 +168,22 @@ class PCNetBody(nn.Module):
         self.UP_R = nn.Sequential(_up(n_feat), act)
         self.rrb = Reconstruction(n_feat, k, bias)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The B and R features at half resolution after the CRB cascade."""
         fea = self.image_fea(x)
         f_b = self.down_B(self.shallow_fea_B(fea))
         f_r = self.down_R(self.shallow_fea_R(fea))
-        f_b, f_r = self.crm(f_b, f_r)
+        return self.crm(f_b, f_r)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f_b, f_r = self.features(x)
         return self.rrb(self.UP_B(f_b), self.UP_R(f_r))
+
+    def clean(self, x: torch.Tensor) -> torch.Tensor:
+        """B alone: the same numbers as ``forward(x)[0]`` without the R upsampling and re-rendering, which
+        only the training loss reads (about 6% of the FLOPs)."""
+        f_b, _ = self.features(x)
+        return self.rrb.recon_B(self.UP_B(f_b))
 
 
 class PCNet(nn.Module):
@@ -188,6 +198,22 @@ class PCNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(x)
+
+    def clean(self, x: torch.Tensor) -> torch.Tensor:
+        """The rain-free image only: what inference needs."""
+        return self.model.clean(x)
+
+
+class CleanOutput(nn.Module):
+    """PCNet seen as inference sees it, one output (B), for tracers and exporters (torch.compile, ONNX,
+    OpenVINO) that take a module's ``forward``: the dead R reconstruction is then never built."""
+
+    def __init__(self, pcnet: PCNet) -> None:
+        super().__init__()
+        self.pcnet = pcnet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pcnet.clean(x)
 
 
 def count_parameters(model: nn.Module) -> int:
