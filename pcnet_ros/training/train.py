@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    unknown = [f for f in args.transplant_from if f not in args.data]
+    donor_dirs = {Path(f).resolve() for f in args.transplant_from}     # "dir/", "./dir" and "dir" are one folder
+    unknown = [f for f in args.transplant_from if Path(f).resolve() not in {Path(d).resolve() for d in args.data}]
     if unknown:
         ap.error(f"--transplant-from {unknown[0]} is not a --data folder (its held-out pairs must stay held out)")
     for name in ("synth_prob", "transplant_prob"):
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     train_paths, val_paths, counts, donors = [], [], [], []
     for folder in args.data:
         tr, va = split_pairs(list_pairs(folder), args.val_every)
-        if folder in args.transplant_from:
+        if Path(folder).resolve() in donor_dirs:
             donors += range(len(train_paths), len(train_paths) + len(tr))
         train_paths += tr
         val_paths += va
