@@ -8,6 +8,8 @@ BUDGET_S=${BUDGET_S:-540}
 TRAIN_S=${TRAIN_S:-300}
 DEVICE=${DEVICE:-cuda}; TESTS=${TESTS:-"test/test_cuda.py test/test_engine.py test/test_model.py test/test_weights.py test/test_training.py test/test_export.py"}
 BATCH=${BATCH:-32}; PATCH=${PATCH:-128}; PREC=${PREC:-bf16}; LRS=${LRS:-"2e-4 4e-4"}
+# TRANSPLANT: share of the patches that carry another training pair's real rain (0: off)
+TRANSPLANT=${TRANSPLANT:-0}
 OUT=${OUT:-/tmp/gpu_out}; L=/tmp/gpu_logs; mkdir -p "$OUT" $L
 # $OUT returns at most 8 files: weights there, every text file in $L, packed into $OUT/logs.tgz by pack
 pack() { tar czf "$OUT/logs.tgz" -C $L . ; }
@@ -20,6 +22,7 @@ $PY -c "import torch, cv2, numpy; print('torch', torch.__version__, 'cuda', torc
 
 DATA=/tmp/pcnet_data/rain100l-train
 $PY scripts/gpu/pack_data.py unpack .gpu/rain100l-train $DATA || exit 1
+MIX=""; [ "$TRANSPLANT" != 0 ] && MIX="--transplant-from $DATA --transplant-prob $TRANSPLANT"
 
 # 1. step time with one probe per run going at once (they share the GPU), then a schedule that fits TRAIN_S
 #    (validation every 250 steps included).  LRS: one light fine-tune per learning rate, side by side.
@@ -35,7 +38,7 @@ for lr in $LRS; do
   rm -rf /tmp/run_lr$lr; mkdir -p "$OUT/lr$lr" $L/lr$lr   # a warm machine keeps /tmp: never resume an old run
   timeout -s TERM $(( TRAIN_S + 60 )) $PY -m pcnet_ros.training.train --data $DATA --out /tmp/run_lr$lr \
     --steps $STEPS --batch $BATCH --patch $PATCH --lr $lr --warmup 200 --aug flips --precision $PREC \
-    --eval-every 250 --device $DEVICE --init weights/pcnet_light.pth --export "$OUT/lr$lr/best.pth" --quiet \
+    --eval-every 250 --device $DEVICE --init weights/pcnet_light.pth --export "$OUT/lr$lr/best.pth" --quiet $MIX \
     > $L/lr$lr/train.log 2>&1 &
   PIDS="$PIDS $!"
 done
