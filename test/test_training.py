@@ -398,8 +398,9 @@ def test_training_with_transplanted_rain_records_it_and_keeps_held_out_pairs_out
     meta = torch.load(out / "best.pth", weights_only=True)["meta"]
     assert meta["transplant_from"] == [str(pair_dir)] and meta["transplant_prob"] == 0.5
     spelled = tmp_path / "spelled"                           # the same folder spelled another way is the same donor
-    assert train.main(common[:1] + [str(pair_dir) + "/"] + common[2:3] + [str(spelled)] + common[4:] +
-                      ["--transplant-from", f"{pair_dir}/../{pair_dir.name}", "--transplant-prob", "0.5"]) == 0
+    respelled = [{str(pair_dir): f"{pair_dir}/", str(out): str(spelled)}.get(a, a) for a in common]
+    assert train.main(respelled + ["--transplant-from", f"{pair_dir}/../{pair_dir.name}",
+                                   "--transplant-prob", "0.5"]) == 0
     assert torch.load(spelled / "best.pth", weights_only=True)["meta"]["transplant_prob"] == 0.5
     with pytest.raises(SystemExit):                          # a donor must be a --data folder, split like it
         train.main(common + ["--transplant-from", str(tmp_path / "elsewhere"), "--transplant-prob", "0.5"])

@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    donor_dirs = {Path(f).resolve() for f in args.transplant_from}     # "dir/", "./dir" and "dir" are one folder
-    unknown = [f for f in args.transplant_from if Path(f).resolve() not in {Path(d).resolve() for d in args.data}]
+    data_dirs = [Path(f).resolve() for f in args.data]                 # "dir/", "./dir" and "dir" are one folder
+    donor_dirs = {Path(f).resolve() for f in args.transplant_from}
+    unknown = [f for f in args.transplant_from if Path(f).resolve() not in data_dirs]
     if unknown:
         ap.error(f"--transplant-from {unknown[0]} is not a --data folder (its held-out pairs must stay held out)")
     for name in ("synth_prob", "transplant_prob"):
@@ -144,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.transplant_from) != bool(args.transplant_prob):
         ap.error("--transplant-from and --transplant-prob go together")
     train_paths, val_paths, counts, donors = [], [], [], []
-    for folder in args.data:
+    for folder, resolved in zip(args.data, data_dirs):
         tr, va = split_pairs(list_pairs(folder), args.val_every)
-        if Path(folder).resolve() in donor_dirs:
+        if resolved in donor_dirs:
             donors += range(len(train_paths), len(train_paths) + len(tr))
         train_paths += tr
         val_paths += va
