@@ -1,8 +1,10 @@
 """pcnet-bench's work count: GFLOP/s and the fraction of peak are only as true as the FLOPs they divide."""
 import pytest
+import torch
 
+from pcnet_ros.core.backends import openvino_available
 from pcnet_ros.core.model import PCNet
-from pcnet_ros.tools.bench import pcnet_gflop
+from pcnet_ros.tools.bench import conv_peak, pcnet_gflop, peak_for
 
 
 def test_gflop_counts_the_paper_model_and_the_engines_lighter_pass():
@@ -15,3 +17,21 @@ def test_gflop_counts_the_paper_model_and_the_engines_lighter_pass():
     recon_r = 2 * 3 * 320 * 480 * 32 * 9
     gate = 2 * 32 * 3 + 2 * 3 * 32
     assert full - clean == pytest.approx((up_r + recon_r + gate) / 1e9, rel=1e-12)
+
+
+def test_each_precision_is_judged_against_its_own_peak():
+    peaks = {"torch fp32": 200.0, "openvino fp32": 180.0, "openvino bf16": 410.0}
+    assert peak_for(peaks, "fp32") == 200.0
+    assert peak_for(peaks, "bf16") == 410.0                  # not the fp32 peak, which would flatter a bf16 row
+    with pytest.raises(ValueError, match="no fp16"):
+        peak_for(peaks, "fp16")
+
+
+def test_conv_peak_measures_every_precision_asked_for():
+    cpu = torch.device("cpu")
+    peaks = conv_peak(cpu, repeats=1)
+    assert "torch fp32" in peaks and all(k.endswith(" fp32") for k in peaks)
+    assert all(v > 0 for v in peaks.values())
+    if openvino_available():
+        both = conv_peak(cpu, repeats=1, precisions=("fp32", "bf16"))
+        assert {"torch fp32", "openvino fp32", "openvino bf16"} <= set(both)

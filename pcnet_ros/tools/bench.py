@@ -18,6 +18,7 @@ across runs.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 from pathlib import Path
@@ -81,30 +82,45 @@ def pcnet_gflop(model: PCNet, h: int, w: int, clean_only: bool = False) -> float
     return sum(flops) / 1e9
 
 
-def conv_peak(device: torch.device, repeats: int = 5) -> dict[str, float]:
-    """GFLOP/s of a large dense 3x3 convolution (128 -> 128 channels, 128x128), per framework."""
+def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...] = ("fp32",)) -> dict[str, float]:
+    """GFLOP/s of a large dense 3x3 convolution (128 -> 128 channels, 128x128), per framework and precision.
+
+    Keys are "framework precision". A bf16 or fp16 row is judged against the peak of its own precision:
+    on a CPU with native bf16 that peak is about twice the fp32 one, so one shared peak would flatter it.
+    """
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval().to(device)
     x = torch.rand(1, 128, 128, 128, device=device)
     gflop = 2 * 128 * 128 * 9 * 128 * 128 / 1e9
     out = {}
-    cl = conv.to(memory_format=torch.channels_last)
-    xc = x.contiguous(memory_format=torch.channels_last)
+    for precision in precisions:
+        if device.type == "cuda" or precision == "fp32":
+            dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+            cl = copy.deepcopy(conv).to(dtype=dtype, memory_format=torch.channels_last)
+            xc = x.to(dtype).contiguous(memory_format=torch.channels_last)
 
-    def torch_run():
-        with torch.inference_mode():
-            cl(xc)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    out["torch"] = gflop / _median_time(torch_run, repeats)
-    if device.type == "cpu" and openvino_available():
-        import openvino as ov
+            def torch_run():
+                with torch.inference_mode():
+                    cl(xc)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            out[f"torch {precision}"] = gflop / _median_time(torch_run, repeats)
+        if device.type == "cpu" and openvino_available() and precision in ("fp32", "bf16"):
+            import openvino as ov
 
-        net = ov.Core().compile_model(ov.convert_model(conv.to(memory_format=torch.contiguous_format),
-                                                       example_input=x), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
-        xn = x.numpy()
-        out["openvino"] = gflop / _median_time(lambda: net(xn), repeats)
+            net = ov.Core().compile_model(ov.convert_model(copy.deepcopy(conv), example_input=x), "CPU",
+                                          {"INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+                                           "PERFORMANCE_HINT": "LATENCY"})
+            xn = x.numpy()
+            out[f"openvino {precision}"] = gflop / _median_time(lambda: net(xn), repeats)
     return out
+
+
+def peak_for(peaks: dict[str, float], precision: str) -> float:
+    """The best framework's peak at this precision; never another precision's, which would mislead."""
+    same = [v for k, v in peaks.items() if k.split()[-1] == precision]
+    if not same:
+        raise ValueError(f"no {precision} convolution peak was measured (have: {', '.join(peaks)})")
+    return max(same)
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -148,9 +164,10 @@ def engine_variants(weights: str, backends: list[str], device: str) -> tuple[dic
 
 
 def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, repeats: int,
-                 peak: float, gflop: dict[str, dict[str, float]]) -> list[dict]:
+                 peaks: dict[str, float], gflop: dict[str, dict[str, float]]) -> list[dict]:
     """Row (a): interleaved timing of the baseline and each variant, per size; GFLOP/s counts the work each
-    does (``gflop[size]["full"]`` for the baseline's full forward, ``["clean"]`` for the engines)."""
+    does (``gflop[size]["full"]`` for the baseline's full forward, ``["clean"]`` for the engines), and
+    the fraction of peak divides by the peak of the row's own precision."""
     rows = []
     dev = torch.device(device)
     for size in sizes:
@@ -179,7 +196,7 @@ def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, r
             work = gflop[size]["full" if variants[k][1] is None else "clean"]
             rows.append({"size": size, "variant": k, "ms": med * 1e3, "fps": 1 / med, "speedup": base / med,
                          "max_abs_diff": diffs[k], "psnr_vs_fp32": psnrs[k], "first_call_s": first[k],
-                         "gflops": work / med, "of_peak": work / med / peak})
+                         "gflops": work / med, "of_peak": work / med / peak_for(peaks, k.split()[-1])})
     return rows
 
 
@@ -340,14 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     model, _ = build_model(args.weights)
     gflop = {size: {"full": pcnet_gflop(model, *SIZES[size]), "clean": pcnet_gflop(model, *SIZES[size], True)}
              for size in sizes}
-    peaks = conv_peak(dev, args.repeats)
-    peak = max(peaks.values())
+    variants, setup_s = engine_variants(args.weights, args.backends, args.device)
+    precisions = tuple(dict.fromkeys(k.split()[-1] for k in variants))
+    peaks = conv_peak(dev, args.repeats, precisions)
     print("\n(p) achievable convolution throughput (dense 3x3, 128 -> 128 channels, 128x128): " +
-          ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()) + f"; peak taken as {peak:.1f} GFLOP/s")
+          ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()) + "; peak taken as " +
+          ", ".join(f"{p} {peak_for(peaks, p):.1f}" for p in precisions) + " GFLOP/s")
     print("    PCNet per frame, full forward (baseline) / clean output only (engines): " +
           ", ".join(f"{s_} {g['full']:.1f} / {g['clean']:.1f} GFLOP" for s_, g in gflop.items()))
-    variants, setup_s = engine_variants(args.weights, args.backends, args.device)
-    rows = bench_engine(variants, setup_s, sizes, args.device, args.repeats, peak, gflop)
+    rows = bench_engine(variants, setup_s, sizes, args.device, args.repeats, peaks, gflop)
     print("\n(a) engine vs plain eager fp32 (same weights, same frames; median of interleaved runs)")
     print(f"{'size':<10}{'variant':<22}{'ms/frame':>10}{'fps':>8}{'speed-up':>10}{'max|diff|':>11}{'PSNR fp32':>10}"
           f"{'GFLOP/s':>9}{'of peak':>9}{'1st call s':>11}")
