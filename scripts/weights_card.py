@@ -109,6 +109,17 @@ def _gpix(meta: dict) -> str:
     return f"{px / 1e9:.2f} G"
 
 
+def _lineage(start: dict) -> str:
+    """A start and its own starts, newest first; the digest tells apart files that share a name."""
+    parts = []
+    while start:
+        digest = f", sha256 {start['sha256']}" if start.get("sha256") else ""
+        gpix = f", {_gpix(start)} pixel-samples" if start.get("pixel_samples") else ""
+        parts.append(f"`{start['weights']}` at its step {start['step']} ({start['train_hours']} h{gpix}{digest})")
+        start = start.get("fine_tuned_from")
+    return ", itself fine-tuned from ".join(parts)
+
+
 def _selected_on(meta: dict) -> str:
     names = _val_names(meta)
     if names:
@@ -176,9 +187,8 @@ def main() -> None:
                          f"**{s['psnr_out']:.2f}** / {s['ssim_out']:.4f} |")
         base = meta.get("fine_tuned_from")
         if base:
-            lines += ["", f"Fine-tuned from `{base['weights']}` at its step {base['step']} ({base['train_hours']} h"
-                      f"{', ' + _gpix(base) + ' pixel-samples' if base.get('pixel_samples') else ''}); "
-                      "steps, pixel-samples and hours above count the fine-tuning only."]
+            lines += ["", f"Fine-tuned from {_lineage(base)}; steps, pixel-samples and hours above count the "
+                      "fine-tuning only."]
         pts, state = curve(variant, meta)
         if pts and meta.get("step") in {p[0] for p in pts}:
             lines += ["", "Validation during the run that made this file " + _curve_text(pts, meta)]

@@ -1,4 +1,5 @@
 """Training loop, losses, rain synthesis and evaluation on small real fixtures."""
+import hashlib
 import json
 
 import numpy as np
@@ -180,16 +181,20 @@ def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):
     from pcnet_ros.core.weights import save_weights
 
     init = tmp_path / "light.pth"
+    grandparent = {"weights": "light.pth", "sha256": "0123456789ab", "step": 900, "train_hours": 2.0,
+                   "val_psnr_y": 19.0, "pixel_samples": 5000}
     save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 50, "val_psnr_y": 20.0, "train_hours": 0.5,
-                                                            "pixel_samples": 1000})
+                                                            "pixel_samples": 1000, "fine_tuned_from": grandparent})
+    digest = hashlib.sha256(init.read_bytes()).hexdigest()[:12]
     export = tmp_path / "heavy.pth"
     args = ["--data", str(pair_dir), "--out", str(tmp_path / "run"), "--batch", "2", "--patch", "32",
             "--model-size", "tiny", "--steps", "4", "--eval-every", "2", "--init", str(init), "--quiet",
             "--device", "cpu", "--val-every", "3", "--export", str(export)]
     assert train.main(args) == 0
     meta = torch.load(export, weights_only=True)["meta"]
-    assert meta["fine_tuned_from"] == {"weights": "light.pth", "step": 50, "train_hours": 0.5, "val_psnr_y": 20.0,
-                                       "pixel_samples": 1000}
+    # the same file name recurs down a lineage, so the digest tells which light.pth, and the start's own start
+    assert meta["fine_tuned_from"] == {"weights": "light.pth", "sha256": digest, "step": 50, "train_hours": 0.5,
+                                       "val_psnr_y": 20.0, "pixel_samples": 1000, "fine_tuned_from": grandparent}
     assert meta["pixel_samples"] == meta["step"] * 2 * 32 * 32    # this run's own samples
     assert meta["step"] in (2, 4)                                  # counts the fine-tuning only
     assert train.main(args[:-2] + ["--steps", "6", "--export", str(export)]) == 0   # resumed: still recorded

@@ -12,6 +12,7 @@ with their provenance.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -66,6 +67,17 @@ def train_step(forward, opt: torch.optim.Optimizer, loss_fn: PCNetLoss, rainy: t
     loss.backward()
     opt.step()
     return loss
+
+
+def start_record(path: Path, meta: dict) -> dict:
+    """What a fine-tune started from: the file's name and content digest (names repeat: every light run ships as
+    pcnet_light.pth), its score and length, and its own start, so the whole lineage travels with the weights."""
+    record = {"weights": path.name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12],
+              "step": meta.get("step"), "train_hours": meta.get("train_hours"), "val_psnr_y": meta.get("val_psnr_y"),
+              "pixel_samples": meta.get("pixel_samples")}
+    if meta.get("fine_tuned_from"):
+        record["fine_tuned_from"] = meta["fine_tuned_from"]
+    return record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 state["fine_tuned_from"] = meta["fine_tuned_from"]
             print(f"continuing {args.init} at step {state['step']} (optimizer state starts fresh)")
         else:
-            state["fine_tuned_from"] = {"weights": Path(str(args.init)).name, "step": meta.get("step"),
-                                        "train_hours": meta.get("train_hours"), "val_psnr_y": meta.get("val_psnr_y"),
-                                        "pixel_samples": meta.get("pixel_samples")}
+            state["fine_tuned_from"] = start_record(resolve_weights(args.init), meta)
             print(f"fine-tuning from {args.init}")
 
     def checkpoint() -> None:
