@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from pcnet_ros.core.backends import BackendError, cpu_has_native_bf16
+from pcnet_ros.core.backends import BackendError, cpu_has_native_bf16, openvino_available
 from pcnet_ros.core.engine import (DerainEngine, InputError, pad_to_multiple, residue_to_image, resolve_device,
                                    SIZE_BUCKET)
 from pcnet_ros.core.model import SIZE_MULTIPLE
@@ -132,6 +132,12 @@ def test_auto_backend_is_openvino_on_a_cpu_where_installed(tiny_model):
     assert DerainEngine(tiny_model, device="cpu", backend="auto").backend == "openvino"
 
 
+def test_default_batch_follows_what_pays_on_the_device(tiny_model):
+    assert DerainEngine(tiny_model, device="cpu", backend="eager").default_batch == 1
+    if openvino_available():
+        assert DerainEngine(tiny_model, device="cpu", backend="openvino").default_batch == 4
+
+
 def test_openvino_compiles_per_size_and_keeps_a_bounded_cache(tiny_model, rng, monkeypatch):
     pytest.importorskip("openvino")
     from pcnet_ros.core import backends
@@ -144,9 +150,12 @@ def test_openvino_compiles_per_size_and_keeps_a_bounded_cache(tiny_model, rng, m
         assert np.abs(e.derain(img).clean.astype(int) - ref.derain(img).clean).max() <= 1
 
 
-def test_batch_equals_one_at_a_time(tiny_model, rng):
-    e = DerainEngine(tiny_model, device="cpu")
-    imgs = [rng.integers(0, 256, (30, 44, 3), dtype=np.uint8) for _ in range(3)]
+@pytest.mark.parametrize("backend", ["eager", "openvino"])
+def test_batch_equals_one_at_a_time(tiny_model, rng, backend):
+    """openvino runs a batch as single frames over its throughput streams: each must come back in its place."""
+    pytest.importorskip(backend) if backend == "openvino" else None
+    e = DerainEngine(tiny_model, device="cpu", backend=backend)
+    imgs = [rng.integers(0, 256, (30, 44, 3), dtype=np.uint8) for _ in range(5)]   # more frames than streams
     batch = e.derain_batch(imgs)
     for img, got in zip(imgs, batch):
         one = e.derain(img)
