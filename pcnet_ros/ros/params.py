@@ -74,7 +74,8 @@ PARAMS: tuple[Param, ...] = (
     Param("precision", "fp32", "`fp16` on CUDA; `bf16` on CUDA or with openvino on a CPU with native bf16; "
           "anything a device cannot run stops the node at start", MODEL, choices=PRECISIONS),
     Param("max_batch", 0, "frames of the same size from different cameras run as one batch, up to this many; "
-          "0: 4 on CUDA and with openvino on a CPU (its throughput streams), 1 for torch on a CPU (measured: no gain there)", MODEL, lo=0, hi=16),
+          "0: 4 on CUDA and with openvino on a CPU (its throughput streams), "
+          "1 for torch on a CPU (measured: no gain there)", MODEL, lo=0, hi=16),
     Param("torch_threads", 0, "CPU threads for torch (0: torch's default)", MODEL, lo=0, hi=256),
     Param("warmup", True, "run dummy frames at start so the first real one is not slow", MODEL),
     Param("input_topics", ["image_raw"], "camera image topics, served round-robin; relative names resolve in the "
