@@ -165,18 +165,22 @@ def test_batch_equals_one_at_a_time(tiny_model, rng, backend):
         e.derain_batch([imgs[0], imgs[0][:20]])
 
 
-def test_openvino_conversion_is_cached_on_disk(tiny_model, rng, tmp_path, monkeypatch):
-    pytest.importorskip("openvino")
+@pytest.mark.parametrize("backend, folder, pattern",
+                         [("openvino", "openvino", "*.xml"), ("onnxruntime", "onnx", "*.onnx")])
+def test_converted_graph_is_cached_on_disk(tiny_model, rng, tmp_path, monkeypatch, backend, folder, pattern):
+    """Conversion traces the whole network (torch.export takes about 20 s): a node restart must not pay it again."""
+    pytest.importorskip(backend)
     monkeypatch.setenv("PCNET_CACHE_DIR", str(tmp_path))
     img = rng.integers(0, 256, (24, 36, 3), dtype=np.uint8)
-    first = DerainEngine(tiny_model, device="cpu", backend="openvino").derain(img).clean
-    [xml] = list((tmp_path / "openvino").glob("*.xml"))
-    stamp = xml.stat().st_mtime_ns
-    again = DerainEngine(tiny_model, device="cpu", backend="openvino").derain(img).clean
-    assert xml.stat().st_mtime_ns == stamp                      # read back, not converted again
+    first = DerainEngine(tiny_model, device="cpu", backend=backend).derain(img).clean
+    [graph] = list((tmp_path / folder).glob(pattern))
+    stamp = graph.stat().st_mtime_ns
+    again = DerainEngine(tiny_model, device="cpu", backend=backend).derain(img).clean
+    assert graph.stat().st_mtime_ns == stamp                    # read back, not converted again
     np.testing.assert_array_equal(first, again)
-    xml.write_text("<damaged")                                   # a broken entry is converted again
-    np.testing.assert_array_equal(DerainEngine(tiny_model, device="cpu", backend="openvino").derain(img).clean, first)
+    graph.write_bytes(graph.read_bytes()[:100])                 # a damaged entry is converted again
+    np.testing.assert_array_equal(DerainEngine(tiny_model, device="cpu", backend=backend).derain(img).clean, first)
+    assert graph.stat().st_size > 100
 
 
 def test_openvino_disk_cache_keeps_only_the_newest_models(rng, tmp_path, monkeypatch):
@@ -185,7 +189,7 @@ def test_openvino_disk_cache_keeps_only_the_newest_models(rng, tmp_path, monkeyp
     from pcnet_ros.core.model import PCNet
 
     monkeypatch.setenv("PCNET_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(backends, "OPENVINO_DISK_CACHE", 2)
+    monkeypatch.setattr(backends, "DISK_CACHE", 2)
     for seed in range(3):                                # three different weights, e.g. untrained test models
         torch.manual_seed(seed)
         DerainEngine(PCNet(n_feat=8, num_crb=1, num_rcab=1), device="cpu", backend="openvino")

@@ -4,8 +4,7 @@ import pytest
 from pcnet_ros.tools import export
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["--format", "onnx"], "dynamic N, H, W, fp32"),
+@pytest.mark.parametrize("args, expect", [                  # the dynamic fp32 ONNX graph: the test below
     (["--format", "onnx", "--size", "64x96", "--fp16"], "64x96, fp16"),
     (["--format", "openvino"], "dynamic N, H, W, fp32"),
 ])
@@ -20,12 +19,15 @@ def test_exports_match_torch(tmp_path, capsys, args, expect):
         assert out.with_suffix(".bin").is_file()
 
 
-def test_a_dynamic_onnx_graph_runs_any_multiple_of_four(tmp_path):
+def test_a_dynamic_onnx_graph_matches_torch_and_runs_any_multiple_of_four(tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     import numpy as np
+    import onnx
 
     out = tmp_path / "pcnet.onnx"
     assert export.main(["--out", str(out)]) == 0
+    assert "dynamic N, H, W, fp32" in capsys.readouterr().out
+    assert onnx.load(str(out)).opset_import[0].version == 17    # what TensorRT 8.6 (JetPack 6.0) still reads
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["rainy"]
     assert [o.name for o in sess.get_outputs()] == ["clean"]   # the training-only re-rendering is left out
@@ -41,3 +43,21 @@ def test_usage_errors(tmp_path, capsys):
     assert export.main(["--format", "openvino", "--out", str(tmp_path / "x.onnx")]) == 2
     assert export.main(["--weights", str(tmp_path / "none.pth"), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "weights file not found" in capsys.readouterr().err
+
+
+def test_a_missing_exporter_package_is_named(tmp_path, capsys, monkeypatch):
+    """Without onnxscript, torch's exporter fails deep inside; say what to install instead."""
+    import importlib.util
+
+    from pcnet_ros.core.backends import BackendError
+    from pcnet_ros.core.engine import DerainEngine
+    from pcnet_ros.core.model import PCNet
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    monkeypatch.setenv("PCNET_CACHE_DIR", str(tmp_path))              # nothing cached to fall back on
+    assert export.main(["--out", str(tmp_path / "x.onnx")]) == 2
+    assert "pip install onnx onnxscript" in capsys.readouterr().err
+    if importlib.util.find_spec("onnxruntime"):
+        with pytest.raises(BackendError, match="onnxscript"):
+            DerainEngine(PCNet(n_feat=8, num_crb=1, num_rcab=1), device="cpu", backend="onnxruntime")

@@ -20,7 +20,7 @@ import importlib.util
 import os
 from pathlib import Path
 import tempfile
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -31,10 +31,11 @@ BACKENDS = ("auto", "eager", "compile", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16")
 #: OpenVINO compilations kept (one per input size and mode: single frame or batch); older ones are dropped.
 OPENVINO_CACHE = 4
-#: Converted models kept on disk, newest first.
-OPENVINO_DISK_CACHE = 6
+#: Converted models kept on disk per format (OpenVINO IR, ONNX), newest first.
+DISK_CACHE = 6
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
+T = TypeVar("T")
 
 
 class BackendError(RuntimeError):
@@ -101,17 +102,35 @@ def onnxruntime(model: PCNet, device: torch.device, dtype: torch.dtype) -> Runne
         raise BackendError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)") from exc
     if dtype != torch.float32:
         raise BackendError("the onnxruntime backend runs fp32; export an fp16 graph with pcnet-export for TensorRT")
-    from pcnet_ros.core.export import onnx_bytes
-
     providers = (["CUDAExecutionProvider"] if device.type == "cuda" else []) + ["CPUExecutionProvider"]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(onnx_bytes(model, dynamic=True), opts, providers=providers)
+    try:
+        graph = onnx_graph(model)
+    except ImportError as exc:
+        raise BackendError(f"backend 'onnxruntime': {exc}") from exc
+    session = ort.InferenceSession(graph, opts, providers=providers)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = session.run(["clean"], {"rainy": x.float().contiguous().cpu().numpy()})[0]
         return torch.from_numpy(out).to(x.device)
     return run
+
+
+def onnx_graph(model: PCNet) -> bytes:
+    """The dynamic fp32 ONNX graph: exported once per weights (about 20 s: torch.export traces the whole
+    network), then read from disk."""
+    from pcnet_ros.core.export import OPSET, onnx_bytes
+
+    path = cache_dir() / "onnx" / f"pcnet-clean-{_weights_digest(model)}-torch{torch.__version__}-opset{OPSET}.onnx"
+
+    def load(p: Path) -> bytes:
+        import onnx
+
+        data = p.read_bytes()
+        onnx.checker.check_model(onnx.load_from_string(data))     # a truncated or damaged file is made again
+        return data
+    return disk_cached(path, load, lambda: onnx_bytes(model, dynamic=True), lambda data, p: p.write_bytes(data))
 
 
 def cache_dir() -> Path:
@@ -129,6 +148,40 @@ def _weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:20]
 
 
+def disk_cached(path: Path, load: Callable[[Path], T], make: Callable[[], T], save: Callable[[T, Path], None]) -> T:
+    """``load(path)`` where a good copy is on disk, else ``make()`` and keep it there for the next start.
+
+    ``save`` writes into a staging folder; its files then move next to ``path``, ``path`` itself last, so a
+    reader never finds it beside a half-written companion. A damaged entry is made again; a cache folder that
+    cannot be written (a read-only home) is skipped. Only the newest ``DISK_CACHE`` entries are kept.
+    """
+    if path.is_file():
+        try:
+            return load(path)
+        except Exception:  # any damage: make it again below
+            pass
+    made = make()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            staged = Path(tmp) / path.name
+            save(made, staged)
+            for f in sorted(Path(tmp).iterdir(), key=lambda f: f == staged):
+                os.replace(f, path.parent / f.name)
+        _prune(path.parent, path.suffix, keep=DISK_CACHE)
+    except OSError:
+        pass
+    return made
+
+
+def _prune(folder: Path, suffix: str, keep: int) -> None:
+    """Keep the ``keep`` most recently written models (one per weights file seen), each with its companions."""
+    models = sorted(folder.glob(f"pcnet-*{suffix}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in models[keep:]:
+        for f in folder.glob(old.stem + ".*"):
+            f.unlink(missing_ok=True)
+
+
 def openvino_model(model: PCNet):
     """The clean-only graph as OpenVINO sees it, dynamic N, H, W: converted once per weights, then read from disk.
 
@@ -138,32 +191,12 @@ def openvino_model(model: PCNet):
 
     core = ov.Core()
     path = cache_dir() / "openvino" / f"pcnet-clean-{_weights_digest(model)}-ov{ov.__version__.split('-')[0]}.xml"
-    if path.is_file() and path.with_suffix(".bin").is_file():
-        try:
-            return core.read_model(str(path))
-        except Exception:  # a damaged cache entry: convert again below
-            pass
-    converted = ov.convert_model(CleanOutput(model.float().eval()), example_input=torch.zeros(1, 3, 64, 64),
-                                 input=[ov.PartialShape([-1, 3, -1, -1])])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            staged = Path(tmp) / path.name
-            ov.save_model(converted, str(staged), compress_to_fp16=False)
-            os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))   # weights first, then the graph
-            os.replace(staged, path)
-        _prune(path.parent, keep=OPENVINO_DISK_CACHE)
-    except OSError:  # a read-only home: run without the cache
-        pass
-    return converted
 
-
-def _prune(folder: Path, keep: int) -> None:
-    """Keep the ``keep`` most recently written models (one per weights file seen)."""
-    models = sorted(folder.glob("pcnet-*.xml"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in models[keep:]:
-        old.unlink(missing_ok=True)
-        old.with_suffix(".bin").unlink(missing_ok=True)
+    def convert():
+        return ov.convert_model(CleanOutput(model.float().eval()), example_input=torch.zeros(1, 3, 64, 64),
+                                input=[ov.PartialShape([-1, 3, -1, -1])])
+    return disk_cached(path, lambda p: core.read_model(str(p)), convert,
+                       lambda m, p: ov.save_model(m, str(p), compress_to_fp16=False))
 
 
 def openvino(model: PCNet, precision: str, threads: int = 0) -> Runner:

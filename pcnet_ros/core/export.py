@@ -6,30 +6,69 @@ serves the training loss, and leaving it out spares its share of the work.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pcnet_ros.core.model import CleanOutput, PCNet
+from pcnet_ros.core.model import CleanOutput, PCNet, SIZE_MULTIPLE
 
+#: The torch.export-based exporter writes opset 18; the graph is brought down to 17, the newest that
+#: TensorRT 8.6 (JetPack 6.0) reads. In PCNet only ReduceMean differs between the two.
 OPSET = 17
+#: Largest dynamic height and width: 4 * 2048 px.
+MAX_SIDE = 8192
 
 
 def onnx_bytes(model: PCNet, dynamic: bool = True, height: int = 64, width: int = 64, fp16: bool = False) -> bytes:
-    """The ONNX graph; ``dynamic`` leaves batch, height and width free (TensorRT then needs shape profiles)."""
-    import copy
+    """The ONNX graph; ``dynamic`` leaves batch, height and width (multiples of 4) free, and TensorRT then
+    needs shape profiles. Made by torch's torch.export-based exporter: the TorchScript one is deprecated."""
+    import importlib.util
 
+    from torch.export import Dim
+
+    for needed in ("onnx", "onnxscript"):
+        if importlib.util.find_spec(needed) is None:
+            raise ImportError(f"ONNX export needs the {needed} package (pip install onnx onnxscript)")
     m = CleanOutput(copy.deepcopy(model).float().eval().to(memory_format=torch.contiguous_format))
     dummy = torch.zeros(1, 3, height, width)
     if fp16:
         m, dummy = m.half(), dummy.half()
-    buf = io.BytesIO()
-    axes = {"rainy": {0: "n", 2: "h", 3: "w"}, "clean": {0: "n", 2: "h", 3: "w"}} if dynamic else None
-    torch.onnx.export(m, dummy, buf, input_names=["rainy"], output_names=["clean"], dynamic_axes=axes,
-                      opset_version=OPSET, dynamo=False)
-    return buf.getvalue()
+    shapes = None
+    if dynamic:
+        side = MAX_SIDE // SIZE_MULTIPLE
+        shapes = {"x": {0: Dim("n", min=1, max=1024), 2: SIZE_MULTIPLE * Dim("h", min=1, max=side),
+                        3: SIZE_MULTIPLE * Dim("w", min=1, max=side)}}
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry.level
+    registry.setLevel(logging.ERROR)          # "torchvision is not installed": true, and nothing here needs it
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):      # its step-by-step progress lines
+            program = torch.onnx.export(m, (dummy,), input_names=["rainy"], output_names=["clean"],
+                                        dynamic_shapes=shapes, opset_version=18, dynamo=True, verbose=False)
+    finally:
+        registry.setLevel(level)
+    return _to_opset(program.model_proto, OPSET).SerializeToString()
+
+
+def _to_opset(proto, opset: int):
+    """ONNX's own version converter, after dropping ReduceMean's ``noop_with_empty_axes`` where it holds its
+    default 0: the attribute is new in opset 18, and the converter keeps it, which opset 17 rejects."""
+    import onnx
+    import onnx.version_converter
+
+    for node in proto.graph.node:
+        if node.op_type == "ReduceMean":
+            keep = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+            del node.attribute[:]
+            node.attribute.extend(keep)
+    converted = onnx.version_converter.convert_version(proto, opset)
+    onnx.checker.check_model(converted, full_check=True)
+    return converted
 
 
 def check_onnx(data: bytes, model: PCNet, height: int, width: int, fp16: bool = False) -> float:

@@ -211,6 +211,7 @@ class CleanOutput(nn.Module):
     def __init__(self, pcnet: PCNet) -> None:
         super().__init__()
         self.pcnet = pcnet
+        self.training = pcnet.training          # an exporter checks the wrapper's mode, not the wrapped one's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pcnet.clean(x)

@@ -7,7 +7,7 @@
             --maxShapes=rainy:4x3x1088x1920 --saveEngine=pcnet.plan
 
 The graph's input ``rainy`` is N,3,H,W in [0, 1] with H and W multiples of 4
-(the node pads to 32); outputs ``clean`` and ``rain``.  Every export is run once
+(the node pads to 32); its one output is ``clean``.  Every export is run once
 on a random frame and compared with torch: ONNX through ONNX Runtime (max
 |difference| <= 1e-4 in fp32, <= 5e-3 in fp16), the IR through OpenVINO.
 """
@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail("pcnet-export", str(exc))
     h, w = args.size or (96, 128)
     if args.format == "onnx":
-        data = export.onnx_bytes(model, dynamic=args.size is None, height=h, width=w, fp16=args.fp16)
+        try:
+            data = export.onnx_bytes(model, dynamic=args.size is None, height=h, width=w, fp16=args.fp16)
+        except ImportError as exc:
+            return fail("pcnet-export", str(exc))
         try:
             atomic_write(args.out, lambda tmp: tmp.write_bytes(data))
         except OSError as exc:
