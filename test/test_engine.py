@@ -101,6 +101,18 @@ def test_a_precision_the_device_cannot_run_is_an_error(tiny_model):
         DerainEngine(tiny_model, device="cpu", precision="int8")
 
 
+def test_openvino_bf16_runs_close_to_fp32_where_the_cpu_has_it(tiny_model, rng):
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 (the engine refuses it: tested above)")
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    fp32 = DerainEngine(tiny_model, device="cpu", backend="openvino").derain(img).clean.astype(int)
+    bf16 = DerainEngine(tiny_model, device="cpu", backend="openvino", precision="bf16").derain(img)
+    diff = np.abs(bf16.clean.astype(int) - fp32)
+    assert diff.max() <= 8 and diff.mean() < 1.0                  # bf16 keeps 8 bits of mantissa
+    assert diff.any()                                              # and it did run in bf16, not fp32
+    np.testing.assert_array_equal(bf16.clean.astype(np.int32) + bf16.residue, img)
+
+
 @pytest.mark.parametrize("shape", [(40, 64, 3), (40, 64, 1), (40, 64, 4), (40, 64)])
 def test_downscaled_path_keeps_size_and_identity(engine, rng, shape):
     img = rng.integers(0, 256, size=shape, dtype=np.uint8)
