@@ -9,7 +9,7 @@ from ros_harness import ROOT
 #: import name -> rosdep key, for what is not a ROS package of the same name
 PYTHON_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "tqdm": "python3-tqdm", "yaml": "python3-yaml",
                "torch": "python3-pytorch-pip", "rosbags": "python3-rosbags-pip"}
-OPTIONAL = {"onnxruntime", "openvino", "tensorrt"}          # backends, imported only when chosen (README)
+OPTIONAL = {"onnx", "onnxruntime", "openvino", "tensorrt"}  # backends and export, imported only when chosen (README)
 
 
 def _imports() -> set[str]:
