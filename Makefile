@@ -47,10 +47,10 @@ bench: $(STAMP)
 NICE ?= nice -n 10
 DATA ?= ../shared/data
 train-light: $(STAMP)
-	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_b16 --steps 2000 \
-	  --batch 16 --patch 128 --lr 3e-4 --warmup 100 --aug flips --eval-every 200 --compile --threads 2 \
+	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_b32 --steps 2000 \
+	  --batch 32 --patch 128 --lr 3e-4 --warmup 80 --aug flips --eval-every 200 --compile --threads 2 \
 	  --transplant-from $(DATA)/rain100l-train --transplant-prob 0.5 \
-	  --init weights/pcnet_light.pth --bank checkpoints/light_b16_last.pth --export weights/pcnet_light.pth
+	  --init weights/pcnet_light.pth --bank checkpoints/light_b32_last.pth --export weights/pcnet_light.pth
 
 train-heavy: $(STAMP)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --data $(DATA)/pcnet-train \
