@@ -29,6 +29,8 @@ from pcnet_ros.core.model import CleanOutput, PCNet
 
 BACKENDS = ("auto", "eager", "compile", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16")
+#: OpenVINO's INFERENCE_PRECISION_HINT for each precision it runs on a CPU.
+OPENVINO_HINT = {"fp32": "f32", "bf16": "bf16"}
 #: OpenVINO compilations kept (one per input size and mode: single frame or batch); older ones are dropped.
 OPENVINO_CACHE = 4
 #: Converted models kept on disk per format (OpenVINO IR, ONNX), newest first.
@@ -209,7 +211,7 @@ def openvino(model: PCNet, precision: str, threads: int = 0) -> Runner:
 
     core = ov.Core()
     base = openvino_model(model)
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    config = {"INFERENCE_PRECISION_HINT": OPENVINO_HINT[precision]}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     compiled: collections.OrderedDict = collections.OrderedDict()   # (hint, shape) -> compiled model or queue

@@ -30,7 +30,8 @@ import time
 import numpy as np
 import torch
 
-from pcnet_ros.core.backends import BackendError, cpu_has_native_bf16, openvino_available
+from pcnet_ros.core.backends import (BackendError, cpu_has_native_bf16, openvino_available, OPENVINO_HINT,
+                                     torch_dtype)
 from pcnet_ros.core.engine import DerainEngine, pad_to_multiple, resolve_device, SIZE_BUCKET
 from pcnet_ros.core.model import PCNet
 from pcnet_ros.core.weights import build_model
@@ -86,7 +87,8 @@ def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...
     """GFLOP/s of a large dense 3x3 convolution (128 -> 128 channels, 128x128), per framework and precision.
 
     Keys are "framework precision". A bf16 or fp16 row is judged against the peak of its own precision:
-    on a CPU with native bf16 that peak is about twice the fp32 one, so one shared peak would flatter it.
+    on a CPU with native bf16 that peak is well above the fp32 one (1.45-1.66x on the seventh session's EPYC),
+    so one shared peak would flatter it.
     """
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval().to(device)
     x = torch.rand(1, 128, 128, 128, device=device)
@@ -94,7 +96,7 @@ def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...
     out = {}
     for precision in precisions:
         if device.type == "cuda" or precision == "fp32":
-            dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+            dtype = torch_dtype(precision, backend="eager")
             cl = copy.deepcopy(conv).to(dtype=dtype, memory_format=torch.channels_last)
             xc = x.to(dtype).contiguous(memory_format=torch.channels_last)
 
@@ -104,11 +106,11 @@ def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...
                 if device.type == "cuda":
                     torch.cuda.synchronize()
             out[f"torch {precision}"] = gflop / _median_time(torch_run, repeats)
-        if device.type == "cpu" and openvino_available() and precision in ("fp32", "bf16"):
+        if device.type == "cpu" and openvino_available() and precision in OPENVINO_HINT:
             import openvino as ov
 
             net = ov.Core().compile_model(ov.convert_model(copy.deepcopy(conv), example_input=x), "CPU",
-                                          {"INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+                                          {"INFERENCE_PRECISION_HINT": OPENVINO_HINT[precision],
                                            "PERFORMANCE_HINT": "LATENCY"})
             xn = x.numpy()
             out[f"openvino {precision}"] = gflop / _median_time(lambda: net(xn), repeats)

@@ -72,7 +72,7 @@ def train_step(forward, opt: torch.optim.Optimizer, loss_fn: PCNetLoss, rainy: t
 def start_record(path: Path, meta: dict) -> dict:
     """What a fine-tune started from: the file's name and content digest (names repeat: every light run ships as
     pcnet_light.pth), its score and length, and its own start, so the whole lineage travels with the weights."""
-    record = {"weights": path.name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12],
+    record = {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12],
               "step": meta.get("step"), "train_hours": meta.get("train_hours"), "val_psnr_y": meta.get("val_psnr_y"),
               "pixel_samples": meta.get("pixel_samples")}
     if meta.get("fine_tuned_from"):
