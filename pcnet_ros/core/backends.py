@@ -187,17 +187,15 @@ def _prune(folder: Path, suffix: str, keep: int) -> None:
 def openvino_model(model: PCNet):
     """The clean-only graph as OpenVINO sees it, dynamic N, H, W: converted once per weights, then read from disk.
 
-    Conversion traces the whole network (15 s on 2 busy cores); reading the cached IR takes a fraction.
+    Conversion traces the whole network (13 s on 2 busy cores); reading the cached IR takes a fraction.
     """
     import openvino as ov
 
+    from pcnet_ros.core.export import openvino_graph
+
     core = ov.Core()
     path = cache_dir() / "openvino" / f"pcnet-clean-{_weights_digest(model)}-ov{ov.__version__.split('-')[0]}.xml"
-
-    def convert():
-        return ov.convert_model(CleanOutput(model.float().eval()), example_input=torch.zeros(1, 3, 64, 64),
-                                input=[ov.PartialShape([-1, 3, -1, -1])])
-    return disk_cached(path, lambda p: core.read_model(str(p)), convert,
+    return disk_cached(path, lambda p: core.read_model(str(p)), lambda: openvino_graph(model),
                        lambda m, p: ov.save_model(m, str(p), compress_to_fp16=False))
 
 
