@@ -10,8 +10,8 @@ import contextlib
 import copy
 import io
 import logging
-import warnings
 from pathlib import Path
+import warnings
 
 import numpy as np
 import torch
