@@ -117,9 +117,14 @@ def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...
     return out
 
 
+def precision_of(name: str) -> str:
+    """Variant and peak names are "<framework or backend> <precision>", e.g. "openvino bf16"."""
+    return name.split()[-1]
+
+
 def peak_for(peaks: dict[str, float], precision: str) -> float:
     """The best framework's peak at this precision; never another precision's, which would mislead."""
-    same = [v for k, v in peaks.items() if k.split()[-1] == precision]
+    same = [v for k, v in peaks.items() if precision_of(k) == precision]
     if not same:
         raise ValueError(f"no {precision} convolution peak was measured (have: {', '.join(peaks)})")
     return max(same)
@@ -198,7 +203,7 @@ def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, r
             work = gflop[size]["full" if variants[k][1] is None else "clean"]
             rows.append({"size": size, "variant": k, "ms": med * 1e3, "fps": 1 / med, "speedup": base / med,
                          "max_abs_diff": diffs[k], "psnr_vs_fp32": psnrs[k], "first_call_s": first[k],
-                         "gflops": work / med, "of_peak": work / med / peak_for(peaks, k.split()[-1])})
+                         "gflops": work / med, "of_peak": work / med / peak_for(peaks, precision_of(k))})
     return rows
 
 
@@ -360,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     gflop = {size: {"full": pcnet_gflop(model, *SIZES[size]), "clean": pcnet_gflop(model, *SIZES[size], True)}
              for size in sizes}
     variants, setup_s = engine_variants(args.weights, args.backends, args.device)
-    precisions = tuple(dict.fromkeys(k.split()[-1] for k in variants))
+    precisions = tuple(dict.fromkeys(precision_of(k) for k in variants))
     peaks = conv_peak(dev, args.repeats, precisions)
     print("\n(p) achievable convolution throughput (dense 3x3, 128 -> 128 channels, 128x128): " +
           ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()) + "; peak taken as " +
