@@ -402,6 +402,7 @@ def test_any_number_of_signals_exits_cleanly(graph, tmp_path, signals):
     ({"input_qos_depth": 0}, "input_qos_depth must be >= 1; got 0"),
     ({"max_input_size": -5}, "max_input_size must be >= 0; got -5"),
     ({"warmup": "yes"}, "warmup must be a bool, got 'yes'"),
+    ({"warmup_sizes": "640by480"}, "warmup_sizes must be WIDTHxHEIGHT sizes separated by commas"),
 ])
 def test_bad_configuration_fails_fast_and_clearly(tmp_path, params, message):
     """Each once started anyway (doubled outputs, mixed topics, a 71% CPU spin) or died with a traceback."""
@@ -420,5 +421,16 @@ def test_integer_for_a_double_parameter_is_accepted(graph, tmp_path):
     diag = Diagnostics(graph.node("intdouble_diag"))
     try:
         assert wait_until(lambda: diag.latest("pcnet: /intdouble/image_raw") is not None, 30), proc.log()
+    finally:
+        assert proc.stop()[0] == 0
+
+
+def test_warmup_sizes_are_run_before_traffic(tmp_path):
+    """The first real frame of a size compiles it (openvino: +1.5 s at 640x480); warmup_sizes moves that to start."""
+    proc = NodeProcess({**_weights(), "device": "cpu", "torch_threads": 1, "warmup_sizes": "64x48, 40x32"},
+                       "/warmsizes", tmp_path)
+    try:
+        assert wait_until(lambda: "warmed up 40x32 (batch 1) in" in proc.log(), 60), proc.log()
+        assert "warmed up 64x48 (batch 1) in" in proc.log()
     finally:
         assert proc.stop()[0] == 0

@@ -39,3 +39,15 @@ def test_run_time_changes_that_are_fine():
     assert set(params.RUNTIME_NAMES) == {"enabled", "publish_residue", "publish_rain_level", "jpeg_quality",
                                          "residue_mode", "max_input_size",
                                          "oversize_policy", "max_frame_memory_mb"}
+
+
+def test_warmup_sizes_are_width_by_height_lists():
+    assert params.parse_sizes("") == []
+    assert params.parse_sizes("1280x720, 640 X 480,") == [(1280, 720), (640, 480)]
+
+
+@pytest.mark.parametrize("text", ["640by480", "640x", "0x480", "640x480x3", "16385x2", "-640x480"])
+def test_bad_warmup_sizes_stop_the_start(text):
+    values = {p.name: p.default for p in params.PARAMS} | {"warmup_sizes": text}
+    with pytest.raises(params.ConfigError, match="warmup_sizes must be WIDTHxHEIGHT"):
+        params.check_all(values)

@@ -149,3 +149,34 @@ def test_same_size_frames_of_different_cameras_run_as_one_batch(tiny_model, rng,
     assert sorted(calls) == [1, 2]                                      # a and b together, c alone
     assert [(cam, payload is img) for (cam, payload, _, _), img in zip(sink.items, (a, b, c))] == \
         [(0, True), (1, True), (2, True)]                               # published in order, each its own
+
+
+def test_warm_up_runs_each_given_size_the_way_its_frames_will_run(tiny_model, monkeypatch):
+    """Alone, at the batch the cameras fill, downscaled when oversize; too big for the memory budget: skipped."""
+    engine = DerainEngine(tiny_model, device="cpu")
+    warnings = []
+    w = DerainWorker(engine, ["/a", "/b", "/c"], _decode, Sink(), Settings(max_input_size=64), max_batch=2,
+                     warmup_sizes=[(48, 32), (96, 40), (20000, 16000)])
+    monkeypatch.setattr(w, "_warn", warnings.append)
+    calls = []
+    real_batch, real_down = engine.derain_batch, engine.derain_downscaled
+    monkeypatch.setattr(engine, "derain_batch",
+                        lambda imgs, bgr=False: calls.append(("batch", len(imgs), imgs[0].shape)) or real_batch(imgs))
+    monkeypatch.setattr(engine, "derain_downscaled",
+                        lambda img, side, bgr=False: calls.append(("down", side, img.shape)) or real_down(img, side))
+    w.warm_up()
+    assert calls == [("batch", 1, (32, 48, 3)), ("batch", 2, (32, 48, 3)),       # 3 cameras, max_batch 2
+                     ("down", 64, (40, 96, 3)),                                  # over max_input_size 64
+                     ("batch", 1, (27, 64, 3))]                                  # what derain_downscaled runs
+    assert len(warnings) == 1 and "20000x16000" in warnings[0] and "max_frame_memory_mb" in warnings[0]
+    assert all(s.published == 0 and s.errors == 0 for s in w.stats)               # warm-up is not traffic
+
+
+def test_warm_up_without_sizes_runs_one_small_frame(tiny_model, monkeypatch):
+    engine = DerainEngine(tiny_model, device="cpu")
+    w = DerainWorker(engine, ["/a", "/b"], _decode, Sink(), Settings(), max_batch=4)
+    calls = []
+    real = engine.derain_batch
+    monkeypatch.setattr(engine, "derain_batch", lambda imgs, bgr=False: calls.append(imgs[0].shape) or real(imgs))
+    w.warm_up()
+    assert calls and all(shape == (64, 64, 3) for shape in calls)

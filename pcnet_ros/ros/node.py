@@ -146,6 +146,7 @@ class Wiring:
         self.worker = DerainWorker(self.engine, [c.resolved for c in self.cameras], decode, self._publish,
                                    Settings.from_params(v), log, warmup=v["warmup"],
                                    max_batch=v["max_batch"] or self.engine.default_batch,
+                                   warmup_sizes=params.parse_sizes(v["warmup_sizes"]),
                                    is_shutting_down=lambda: not self.node.context.ok())
         self.worker.start()
 

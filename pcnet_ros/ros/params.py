@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 import json
+import re
 import sys
 from typing import Any
 
@@ -19,6 +20,8 @@ from pcnet_ros.ros.qos import INPUT_CHOICES, OUTPUT_CHOICES
 from pcnet_ros.ros.topics import INPUT_TRANSPORTS, LAYOUTS, OUTPUT_TRANSPORTS
 
 OVERSIZE_POLICIES = ("downscale", "refuse")
+#: Largest image side anything here accepts (max_input_size, warmup_sizes).
+MAX_SIDE = 16384
 
 
 class ConfigError(ValueError):
@@ -78,6 +81,10 @@ PARAMS: tuple[Param, ...] = (
           "1 for torch on a CPU (measured: no gain there)", MODEL, lo=0, hi=16),
     Param("torch_threads", 0, "CPU threads for torch (0: torch's default)", MODEL, lo=0, hi=256),
     Param("warmup", True, "run dummy frames at start so the first real one is not slow", MODEL),
+    Param("warmup_sizes", "", "the cameras' sizes, `WIDTHxHEIGHT` separated by commas (e.g. `1280x720,640x480`): "
+          "warm-up runs each alone and at the batch the cameras fill, so no real frame pays for compiling a size "
+          "(openvino: 1.5 s more on the first 640x480 frame, and again on the first batch); empty: one small "
+          "frame (threads and allocator only)", MODEL),
     Param("input_topics", ["image_raw"], "camera image topics, served round-robin; relative names resolve in the "
           "node's namespace", TOPICS),
     Param("output_suffix", "derained", "clean image topic: `<input>/<output_suffix>`", TOPICS),
@@ -106,7 +113,7 @@ PARAMS: tuple[Param, ...] = (
     Param("residue_mode", "positive", "`positive` or `signed` (see *Residue*)", RUNTIME, runtime=True,
           choices=RESIDUE_MODES),
     Param("max_input_size", 1920, "longest side fed to the model (0: no limit)", RUNTIME, runtime=True,
-          lo=0, hi=16384),
+          lo=0, hi=MAX_SIDE),
     Param("oversize_policy", "downscale", "frames over `max_input_size`: `downscale` estimates the residue at "
           "reduced size and subtracts it, upsampled, from the full-resolution frame; `refuse` drops and counts "
           "them", RUNTIME, runtime=True, choices=OVERSIZE_POLICIES),
@@ -120,6 +127,18 @@ BY_NAME = {p.name: p for p in PARAMS}
 RUNTIME_NAMES = tuple(p.name for p in PARAMS if p.runtime)
 
 
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'1280x720, 640x480' -> [(1280, 720), (640, 480)] as (width, height); '' -> []. Raises ConfigError."""
+    sizes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        m = re.fullmatch(r"(\d+)\s*[xX]\s*(\d+)", item)
+        if not m or not all(0 < int(v) <= MAX_SIDE for v in m.groups()):
+            raise ConfigError(f"warmup_sizes must be WIDTHxHEIGHT sizes separated by commas, each side 1-{MAX_SIDE} "
+                              f"(e.g. 1280x720,640x480); got '{item}'")
+        sizes.append((int(m[1]), int(m[2])))
+    return sizes
+
+
 def check_all(values: dict[str, Any]) -> None:
     """Each value against its table entry, then the rules between parameters. Raises ConfigError."""
     for name, value in values.items():
@@ -131,6 +150,7 @@ def check_all(values: dict[str, Any]) -> None:
     for key in ("output_suffix", "residue_suffix"):
         if not values[key]:
             raise ConfigError(f"{key} must not be empty: the output would be the input topic itself")
+    parse_sizes(values["warmup_sizes"])
     if values["output_suffix"] == values["residue_suffix"]:
         raise ConfigError(f"output_suffix and residue_suffix are both '{values['output_suffix']}': clean and "
                           "residue images would share one topic")

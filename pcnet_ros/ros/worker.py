@@ -14,7 +14,7 @@ import enum
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -73,7 +73,8 @@ class DerainWorker:
 
     def __init__(self, engine: DerainEngine, cameras: list[str], decode: Decoder, publish: Publisher,
                  settings: Settings, log: logging.Logger | Any = None, warmup: bool = True,
-                 is_shutting_down: Callable[[], bool] = lambda: False, max_batch: int = 1) -> None:
+                 is_shutting_down: Callable[[], bool] = lambda: False, max_batch: int = 1,
+                 warmup_sizes: Sequence[tuple[int, int]] = ()) -> None:
         self.engine = engine
         self.cameras = list(cameras)
         self.settings = settings
@@ -82,6 +83,7 @@ class DerainWorker:
         self._decode, self._publish = decode, publish
         self._log = log or logging.getLogger("pcnet.worker")
         self._warmup = warmup
+        self._warmup_sizes = list(warmup_sizes)
         self._shutting_down = is_shutting_down
         self.max_batch = max(1, int(max_batch))
         self._thread: threading.Thread | None = None
@@ -208,11 +210,9 @@ class DerainWorker:
         self._thread.start()
 
     def _run(self) -> None:
-        if self._warmup and self.engine.backend == "compile":
-            self._info("backend 'compile': the first frame of each size compiles (about a minute on CPU)")
-        elif self._warmup:
+        if self._warmup:
             try:
-                self.engine.warmup()
+                self.warm_up()
             except Exception as exc:  # a broken device shows up here first; keep serving errors per frame
                 self._error(f"warm-up failed: {exc!r}")
         while True:
@@ -222,6 +222,35 @@ class DerainWorker:
                     return
                 continue
             self.process_many([(camera, payload, t_recv) for camera, (payload, t_recv) in got])
+
+    def warm_up(self) -> None:
+        """Dummy frames before traffic. Each input size compiles (openvino, compile) or picks kernels on its first
+        frame, and a batch is another shape, so the given sizes run the way real frames will: alone, at the batch
+        the cameras fill, or downscaled when over max_input_size. Without sizes, one small frame."""
+        s = self.settings
+        if not self._warmup_sizes:
+            if self.engine.backend == "compile":
+                self._info("backend 'compile': the first frame of each size compiles (about a minute on CPU); "
+                           "set warmup_sizes to do it at start")
+            else:
+                self.engine.warmup()
+            return
+        batch = min(self.max_batch, len(self.cameras))
+        for width, height in self._warmup_sizes:
+            why = self._size_problem(height, width, 3, s)
+            if why:
+                self._warn(f"warm-up skips {width}x{height}: {why}")
+                continue
+            t0 = time.monotonic()
+            frame = np.zeros((height, width, 3), np.uint8)
+            if s.max_input_size and max(height, width) > s.max_input_size:
+                self.engine.derain_downscaled(frame, s.max_input_size)
+                how = f"downscaled to {s.max_input_size}"
+            else:
+                for n in sorted({1, batch}):
+                    self.engine.derain_batch([frame] * n)
+                how = "batch " + " and ".join(str(n) for n in sorted({1, batch}))
+            self._info(f"warmed up {width}x{height} ({how}) in {time.monotonic() - t0:.1f} s")
 
     @property
     def busy(self) -> bool:
