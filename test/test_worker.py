@@ -4,6 +4,7 @@ import time
 import numpy as np
 import pytest
 
+from pcnet_ros.core.backends import openvino_available
 from pcnet_ros.core.engine import DerainEngine, estimate_frame_bytes
 from pcnet_ros.ros.image_codec import MalformedImage
 from pcnet_ros.ros.stats import SequenceGaps
@@ -180,3 +181,18 @@ def test_warm_up_without_sizes_runs_one_small_frame(tiny_model, monkeypatch):
     monkeypatch.setattr(engine, "derain_batch", lambda imgs, bgr=False: calls.append(imgs[0].shape) or real(imgs))
     w.warm_up()
     assert calls and all(shape == (64, 64, 3) for shape in calls)
+
+
+@pytest.mark.parametrize("backend, warned", [("openvino", True), ("eager", False)])
+def test_warm_up_says_when_the_backend_cannot_keep_every_size(tiny_model, monkeypatch, backend, warned):
+    """openvino keeps 4 compiled shapes (memory): 3 sizes for 2 cameras need 6, and the first would compile again."""
+    if backend == "openvino" and not openvino_available():
+        pytest.skip("openvino is not installed")
+    engine = DerainEngine(tiny_model, device="cpu", backend=backend)
+    w = DerainWorker(engine, ["/a", "/b"], _decode, Sink(), Settings(), max_batch=2,
+                     warmup_sizes=[(32, 32), (64, 32), (96, 32)])
+    warnings = []
+    monkeypatch.setattr(w, "_warn", warnings.append)
+    w.warm_up()
+    assert warnings == (["warm-up: openvino keeps 4 compiled shapes, 6 asked for; the first 2 will compile again "
+                         "on their first frame"] if warned else [])

@@ -236,6 +236,11 @@ class DerainWorker:
                 self.engine.warmup()
             return
         batch = min(self.max_batch, len(self.cameras))
+        shapes = len(self._warmup_sizes) * len({1, batch})
+        kept = self.engine.shapes_kept
+        if kept is not None and shapes > kept:
+            self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {shapes} asked for; the first "
+                       f"{shapes - kept} will compile again on their first frame")
         for width, height in self._warmup_sizes:
             why = self._size_problem(height, width, 3, s)
             if why:
