@@ -37,7 +37,8 @@ bench: $(STAMP)
 #         rain; flips only (a 40k schedule with quarter turns sat 0.2-3 dB below its start for 6,000 steps).
 #         bf16 autocast where the CPU has native bf16 (1.8-2.1 s a step on 2 cores; emulated, 9x slower,
 #         on AVX2), else fp32. 128x128 from 2e-4 over 2,800 steps made 34.16 -> 34.37 dB (runs/light_b32r2, 1.6 h);
-#         the recipe now continues its 160x160 successor (1.5e-4, 3,000 steps), shipped at step 1,000: 34.40.
+#         its 160x160 successor (1.5e-4, 3,000 steps, runs/light_p160, 2.4 h) made 34.37 -> 34.55 at step 2,800;
+#         the recipe now continues the next restart, 32 of 192x192 (1.5e-4, 2,500 steps, runs/light_p192).
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
@@ -50,10 +51,10 @@ NICE ?= nice -n 10
 TRAIN_PRECISION ?= $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)
 DATA ?= ../shared/data
 train-light: $(STAMP)
-	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_p160 --steps 3000 \
-	  --batch 32 --patch 160 --lr 1.5e-4 --warmup 80 --aug flips --eval-every 200 --compile --threads 2 \
+	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_p192 --steps 2500 \
+	  --batch 32 --patch 192 --lr 1.5e-4 --warmup 80 --aug flips --eval-every 200 --compile --threads 2 \
 	  --precision $(TRAIN_PRECISION) --transplant-from $(DATA)/rain100l-train --transplant-prob 0.5 \
-	  --init weights/pcnet_light.pth --bank checkpoints/light_p160_last.pth --export weights/pcnet_light.pth
+	  --init weights/pcnet_light.pth --bank checkpoints/light_p192_last.pth --export weights/pcnet_light.pth
 
 train-heavy: $(STAMP)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --data $(DATA)/pcnet-train \
