@@ -425,12 +425,18 @@ def test_integer_for_a_double_parameter_is_accepted(graph, tmp_path):
         assert proc.stop()[0] == 0
 
 
-def test_warmup_sizes_are_run_before_traffic(tmp_path):
-    """The first real frame of a size compiles it (openvino: +1.5 s at 640x480); warmup_sizes moves that to start."""
-    proc = NodeProcess({**_weights(), "device": "cpu", "torch_threads": 1, "warmup_sizes": "64x48, 40x32"},
-                       "/warmsizes", tmp_path)
+def test_warmup_sizes_are_run_before_traffic(graph, tmp_path):
+    """The first real frame of a size compiles it (openvino: +1.5 s at 640x480); warmup_sizes moves that to start,
+    and diagnostics say the node is warming up meanwhile."""
+    proc = NodeProcess({**_weights(), "device": "cpu", "torch_threads": 1, "diagnostics_period": 0.2,
+                        "warmup_sizes": "1280x720, 640x480, 40x32"}, "/warmsizes", tmp_path)
+    diag = Diagnostics(graph.node("warmsizes_diag"))
+    name = "pcnet: /warmsizes/image_raw"
     try:
-        assert wait_until(lambda: "warmed up 40x32 (batch 1) in" in proc.log(), 60), proc.log()
-        assert "warmed up 64x48 (batch 1) in" in proc.log()
+        assert wait_until(lambda: "warmed up 40x32 (batch 1) in" in proc.log(), 90), proc.log()
+        assert "warmed up 1280x720 (batch 1) in" in proc.log() and "warmed up 640x480 (batch 1) in" in proc.log()
+        assert wait_until(lambda: diag.values(name).get("_message") == "waiting for a publisher", 10), proc.log()
+        messages = [st.message for msg in diag.msgs() for st in msg.status if st.name == name]
+        assert messages[0] == "warming up (frames wait); waiting for a publisher", messages
     finally:
         assert proc.stop()[0] == 0

@@ -11,8 +11,8 @@ class CameraHealth:
         self._last = {"dropped": 0, "rejected": 0, "errors": 0}
 
     def status(self, name: str, hardware_id: str, snapshot: dict, dropped: int, extra: dict,
-               subscribed: bool) -> DiagnosticStatus:
-        level, words = DiagnosticStatus.OK, []
+               subscribed: bool, warming_up: bool = False) -> DiagnosticStatus:
+        level, words = DiagnosticStatus.OK, ["warming up (frames wait)"] if warming_up else []
         if snapshot["errors"] > self._last["errors"]:
             level, words = DiagnosticStatus.ERROR, words + ["inference errors"]
         if dropped > self._last["dropped"]:

@@ -331,7 +331,8 @@ class Wiring:
             extra = {"input_qos": cam.reliability or "none", "input_qos_depth": self.values["input_qos_depth"],
                      "enabled": w.settings.enabled, "device": str(self.engine.device)}
             arr.status.append(cam.health.status(f"{self.node.get_name()}: {cam.resolved}", str(self.engine.device),
-                                                w.stats[idx].snapshot(), w.dropped(idx), extra, cam.sub is not None))
+                                                w.stats[idx].snapshot(), w.dropped(idx), extra, cam.sub is not None,
+                                                w.warming_up))
         with self._publish_lock:   # a timer already dequeued when shutdown closes the topics must not publish
             if self._open and self._diag_pub is not None:
                 self._diag_pub.publish(arr)

@@ -87,6 +87,7 @@ class DerainWorker:
         self._shutting_down = is_shutting_down
         self.max_batch = max(1, int(max_batch))
         self._thread: threading.Thread | None = None
+        self._warmed = threading.Event()
 
     # ---- callback side (executor thread) ---------------------------------------------------
     def admit(self, camera: int, height: int, width: int, channels: int) -> bool:
@@ -215,6 +216,7 @@ class DerainWorker:
                 self.warm_up()
             except Exception as exc:  # a broken device shows up here first; keep serving errors per frame
                 self._error(f"warm-up failed: {exc!r}")
+        self._warmed.set()
         while True:
             got = self.slots.take_many(self.max_batch, timeout=0.5)
             if not got:
@@ -256,6 +258,11 @@ class DerainWorker:
                     self.engine.derain_batch([frame] * n)
                 how = "batch " + " and ".join(str(n) for n in sorted({1, batch}))
             self._info(f"warmed up {width}x{height} ({how}) in {time.monotonic() - t0:.1f} s")
+
+    @property
+    def warming_up(self) -> bool:
+        """True from start() until the warm-up has run: frames wait in their slots meanwhile (diagnostics say so)."""
+        return self._thread is not None and not self._warmed.is_set()
 
     @property
     def busy(self) -> bool:
