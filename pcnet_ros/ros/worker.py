@@ -53,6 +53,10 @@ class Settings:
     def from_params(cls, values: dict[str, Any]) -> "Settings":
         return cls(**{k: values[k] for k in cls.__dataclass_fields__})
 
+    def oversize(self, h: int, w: int) -> bool:
+        """Longer than max_input_size: refused or run alone, downscaled, by oversize_policy."""
+        return bool(self.max_input_size) and max(h, w) > self.max_input_size
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -117,7 +121,7 @@ class DerainWorker:
     def _size_problem(self, h: int, w: int, c: int, s: Settings) -> str | None:
         if not s.enabled:
             return None
-        if s.max_input_size and max(h, w) > s.max_input_size and s.oversize_policy == "refuse":
+        if s.oversize(h, w) and s.oversize_policy == "refuse":
             return f"{w}x{h} exceeds max_input_size {s.max_input_size} (oversize_policy refuse)"
         need = estimate_frame_bytes(h, w, c, s.max_input_size) / 2**20
         if need > s.max_frame_memory_mb:
@@ -158,8 +162,7 @@ class DerainWorker:
         """Run the model: same-size frames as one batch (up to max_batch), oversize ones alone, downscaled."""
         groups: dict[tuple, list[int]] = {}
         for i, f in frames.items():
-            big = s.max_input_size and max(f.image.shape[:2]) > s.max_input_size
-            key = ("alone", i) if big else (f.image.shape, f.image.dtype.str, f.bgr)
+            key = ("alone", i) if s.oversize(*f.image.shape[:2]) else (f.image.shape, f.image.dtype.str, f.bgr)
             groups.setdefault(key, []).append(i)
         for key, idx in groups.items():
             for start in range(0, len(idx), self.max_batch):
@@ -237,26 +240,29 @@ class DerainWorker:
             else:
                 self.engine.warmup()
             return
-        batch = min(self.max_batch, len(self.cameras))
-        shapes = len(self._warmup_sizes) * len({1, batch})
-        kept = self.engine.shapes_kept
-        if kept is not None and shapes > kept:
-            self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {shapes} asked for; the first "
-                       f"{shapes - kept} will compile again on their first frame")
+        batches = sorted({1, min(self.max_batch, len(self.cameras))})
+        sizes = []
         for width, height in self._warmup_sizes:
             why = self._size_problem(height, width, 3, s)
             if why:
                 self._warn(f"warm-up skips {width}x{height}: {why}")
-                continue
+            else:
+                sizes.append((width, height))
+        shapes = sum(1 if s.oversize(h, w) else len(batches) for w, h in sizes)   # an oversize frame runs alone
+        kept = self.engine.shapes_kept
+        if kept is not None and shapes > kept:
+            self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {shapes} asked for; the first "
+                       f"{shapes - kept} will compile again on their first frame")
+        for width, height in sizes:
             t0 = time.monotonic()
             frame = np.zeros((height, width, 3), np.uint8)
-            if s.max_input_size and max(height, width) > s.max_input_size:
+            if s.oversize(height, width):
                 self.engine.derain_downscaled(frame, s.max_input_size)
                 how = f"downscaled to {s.max_input_size}"
             else:
-                for n in sorted({1, batch}):
+                for n in batches:
                     self.engine.derain_batch([frame] * n)
-                how = "batch " + " and ".join(str(n) for n in sorted({1, batch}))
+                how = "batch " + " and ".join(map(str, batches))
             self._info(f"warmed up {width}x{height} ({how}) in {time.monotonic() - t0:.1f} s")
 
     @property
