@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/weights_card.py        (takes a few minutes on a CPU)
 """
+import json
 from pathlib import Path
 
 import cv2
@@ -51,14 +52,25 @@ def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None
                 break
     found += [p for p in sorted((ROOT / "runs").glob(f"{variant}_*/last.pth")) if p not in found]
     found += [p for p in sorted((ROOT / "checkpoints").glob(f"{variant}_*_last.pth")) if p not in found]
+    # a run whose checkpoint did not come back (a time-boxed GPU run) still has its log
+    found += [p for p in sorted((ROOT / "runs").glob(f"{variant}_*/log.jsonl"))
+              if not (p.parent / "last.pth").is_file()]
     runs = []
     for ckpt in found:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
+        state = (_logged_state(ckpt) if ckpt.suffix == ".jsonl"
+                 else torch.load(ckpt, map_location="cpu", weights_only=False)["state"])
         pts = [(h["step"], h["val_psnr"], h.get("split_psnr")) for h in state.get("history", [])]
         if any(st == meta.get("step") and abs(p - meta.get("val_psnr_y", -1)) < 0.01 for st, p, _ in pts):
             return pts, state
         runs.append((pts, state))
     return runs[0] if runs else ([], {})
+
+
+def _logged_state(log: Path) -> dict:
+    """A run's validations from its log.jsonl, in the shape of a checkpoint's state."""
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    history = [r for r in rows if "val_psnr" in r]
+    return {"history": history, "step": rows[-1]["step"] if rows else None}
 
 
 def _name(folder: str) -> str:
