@@ -42,7 +42,7 @@ for lr in $LRS; do
     > $L/lr$lr/train.log 2>&1 &
   PIDS="$PIDS $!"
 done
-timeout 150 $PY -m pytest -q -p no:cacheprovider $TESTS > $L/tests.log 2>&1
+timeout 300 $PY -m pytest -q -p no:cacheprovider $TESTS > $L/tests.log 2>&1
 echo "tests: rc=$? $(tail -1 $L/tests.log)"
 for p in $PIDS; do wait $p; echo "training $p rc=$? (left $(left) s)"; done
 for lr in $LRS; do
