@@ -72,11 +72,19 @@ def write_rgb(path: str | Path, rgb: np.ndarray) -> Path:
     return write_image(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
 
 
+def longest_side_shape(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """(height, width) after :func:`resize_longest_side`: what a downscaled frame's model sees."""
+    if not max_side or max(h, w) <= max_side:
+        return h, w
+    s = max_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
 def resize_longest_side(img: np.ndarray, max_side: int) -> np.ndarray:
     """Shrink (INTER_AREA) so the longest side is ``max_side``; smaller images and 0 are left as they are."""
     h, w = img.shape[:2]
-    if not max_side or max(h, w) <= max_side:
+    nh, nw = longest_side_shape(h, w, max_side)
+    if (nh, nw) == (h, w):
         return img
-    s = max_side / max(h, w)
-    out = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
     return out.reshape(out.shape[:2] + img.shape[2:])

@@ -196,3 +196,22 @@ def test_warm_up_says_when_the_backend_cannot_keep_every_size(tiny_model, monkey
     w.warm_up()
     assert warnings == (["warm-up: openvino keeps 4 compiled shapes, 6 asked for; the first 2 will compile again "
                          "on their first frame"] if warned else [])
+
+
+def test_warm_up_counts_the_shapes_the_backend_compiles_not_the_sizes_listed(tiny_model, monkeypatch):
+    """Sizes are padded to 32-pixel buckets, and a downscaled frame runs at its smaller size: 70x50, 90x60 and
+    96x64 share the 96x64 shape (batch 1 and 2), 180x120 runs downscaled at 96x64 alone, 64x64 adds 2: 4, no
+    warning."""
+    if not openvino_available():
+        pytest.skip("openvino is not installed")
+    engine = DerainEngine(tiny_model, device="cpu", backend="openvino")
+    w = DerainWorker(engine, ["/a", "/b"], _decode, Sink(), Settings(max_input_size=96), max_batch=2,
+                     warmup_sizes=[(70, 50), (90, 60), (180, 120), (96, 64), (64, 64)])
+    warnings = []
+    monkeypatch.setattr(w, "_warn", warnings.append)
+    w.warm_up()
+    assert warnings == []
+    w._warmup_sizes.append((96, 32))             # a third shape, at batch 1 and 2: 6 > 4
+    w.warm_up()
+    assert warnings == ["warm-up: openvino keeps 4 compiled shapes, 6 asked for; the first 2 will compile again "
+                        "on their first frame"]

@@ -171,6 +171,12 @@ class DerainEngine:
         openvino's cap is memory: measured RSS per compiled shape, 0.2-0.4 GB at 640x480, about 0.9 GB at 1280x720."""
         return OPENVINO_CACHE if self.backend == "openvino" else None
 
+    @staticmethod
+    def input_shape(n: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """The N,3,H,W tensor the backend sees for n frames of h x w: padded to SIZE_BUCKET, so nearby sizes
+        share one compiled shape."""
+        return n, 3, h + (-h) % SIZE_BUCKET, w + (-w) % SIZE_BUCKET
+
     def describe(self) -> str:
         return f"{self.backend} {self.precision} on {self.device}"
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from pcnet_ros.core import rain_level
 from pcnet_ros.core.engine import DerainEngine, DerainResult, estimate_frame_bytes, InputError
+from pcnet_ros.imageio import longest_side_shape
 from pcnet_ros.ros.frame_slots import FrameSlots
 from pcnet_ros.ros.image_codec import MalformedImage
 from pcnet_ros.ros.stats import CameraStats
@@ -248,7 +249,9 @@ class DerainWorker:
                 self._warn(f"warm-up skips {width}x{height}: {why}")
             else:
                 sizes.append((width, height))
-        shapes = sum(1 if s.oversize(h, w) else len(batches) for w, h in sizes)   # an oversize frame runs alone
+        shapes = len({self.engine.input_shape(1, *longest_side_shape(h, w, s.max_input_size)) if s.oversize(h, w)
+                      else self.engine.input_shape(n, h, w)                  # an oversize frame runs alone
+                      for w, h in sizes for n in batches})
         kept = self.engine.shapes_kept
         if kept is not None and shapes > kept:
             self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {shapes} asked for; the first "
