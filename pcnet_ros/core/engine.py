@@ -99,10 +99,15 @@ def _malloc_trim():
 _TRIM = _malloc_trim()
 
 
+def padded(size: int, multiple: int = SIZE_MULTIPLE) -> int:
+    """The side a padded input has: the smallest multiple of ``multiple`` not below ``size``."""
+    return size + (-size) % multiple
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> tuple[torch.Tensor, int, int]:
     """Pad bottom/right so H and W are multiples; reflect where the image is large enough."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw = padded(h, multiple) - h, padded(w, multiple) - w
     if ph or pw:
         mode = "reflect" if (ph < h and pw < w) else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
@@ -175,7 +180,7 @@ class DerainEngine:
     def input_shape(n: int, h: int, w: int) -> tuple[int, int, int, int]:
         """The N,3,H,W tensor the backend sees for n frames of h x w: padded to SIZE_BUCKET, so nearby sizes
         share one compiled shape."""
-        return n, 3, h + (-h) % SIZE_BUCKET, w + (-w) % SIZE_BUCKET
+        return n, 3, padded(h, SIZE_BUCKET), padded(w, SIZE_BUCKET)
 
     def describe(self) -> str:
         return f"{self.backend} {self.precision} on {self.device}"

@@ -249,9 +249,9 @@ class DerainWorker:
                 self._warn(f"warm-up skips {width}x{height}: {why}")
             else:
                 sizes.append((width, height))
+        # an oversize frame runs alone, at its downscaled size
         shapes = len({self.engine.input_shape(1, *longest_side_shape(h, w, s.max_input_size)) if s.oversize(h, w)
-                      else self.engine.input_shape(n, h, w)                  # an oversize frame runs alone
-                      for w, h in sizes for n in batches})
+                      else self.engine.input_shape(n, h, w) for w, h in sizes for n in batches})
         kept = self.engine.shapes_kept
         if kept is not None and shapes > kept:
             self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {shapes} asked for; the first "
