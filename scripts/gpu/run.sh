@@ -33,44 +33,46 @@ STEP_S=$(echo "$PROBES" | sort -g | tail -1); STEP_S=${STEP_S:-0.3}
 STEPS=$($PY -c "print(max(200, int($TRAIN_S / ($STEP_S * 1.08 + 1.5 / 250))))")
 echo "probe ($NRUNS at once): $(echo $PROBES) s/step at ${BATCH}x${PATCH}x${PATCH} $PREC -> $STEPS steps in ${TRAIN_S} s (left $(left) s)"
 
+# fine_tune NAME SECONDS STEPS LR WARMUP INIT: one light fine-tune in /tmp/run_NAME, time-boxed to SECONDS; its
+# best goes to $OUT/NAME/best.pth, its log to $L/NAME.  collect NAME: its last.pth and history back, curve printed.
+fine_tune() {
+  rm -rf /tmp/run_$1; mkdir -p "$OUT/$1" $L/$1   # a warm machine keeps /tmp: never resume an old run
+  timeout -s TERM $2 $PY -m pcnet_ros.training.train --data $DATA --out /tmp/run_$1 \
+    --steps $3 --batch $BATCH --patch $PATCH --lr $4 --warmup $5 --aug flips --precision $PREC \
+    --eval-every 250 --device $DEVICE --init "$6" --export "$OUT/$1/best.pth" --quiet $MIX > $L/$1/train.log 2>&1
+}
+collect() {
+  cp /tmp/run_$1/log.jsonl $L/$1/log.jsonl 2>/dev/null
+  cp /tmp/run_$1/last.pth "$OUT/$1/last.pth" 2>/dev/null
+  echo "== $1"; grep -E "starting weights|^step|stopped" $L/$1/train.log
+}
+
 # 2. training in the background; the tests beside it (mostly CPU)
 PIDS=""
 for lr in $LRS; do
-  rm -rf /tmp/run_lr$lr; mkdir -p "$OUT/lr$lr" $L/lr$lr   # a warm machine keeps /tmp: never resume an old run
-  timeout -s TERM $(( TRAIN_S + 60 )) $PY -m pcnet_ros.training.train --data $DATA --out /tmp/run_lr$lr \
-    --steps $STEPS --batch $BATCH --patch $PATCH --lr $lr --warmup 200 --aug flips --precision $PREC \
-    --eval-every 250 --device $DEVICE --init weights/pcnet_light.pth --export "$OUT/lr$lr/best.pth" --quiet $MIX \
-    > $L/lr$lr/train.log 2>&1 &
+  fine_tune lr$lr $(( TRAIN_S + 60 )) $STEPS $lr 200 weights/pcnet_light.pth &
   PIDS="$PIDS $!"
 done
 timeout 300 $PY -m pytest -q -p no:cacheprovider $TESTS > $L/tests.log 2>&1
 echo "tests: rc=$? $(tail -1 $L/tests.log)"
 for p in $PIDS; do wait $p; echo "training $p rc=$? (left $(left) s)"; done
-for lr in $LRS; do
-  cp /tmp/run_lr$lr/log.jsonl $L/lr$lr/log.jsonl 2>/dev/null
-  cp /tmp/run_lr$lr/last.pth "$OUT/lr$lr/last.pth" 2>/dev/null
-  echo "== lr $lr"; grep -E "starting weights|^step|stopped" $L/lr$lr/train.log
-done
+for lr in $LRS; do collect lr$lr; done
 pack
 
 # 2b. TAIL_LR: a short cosine at a low rate from the best file the runs above exported (else the shipped
 #     one), for TAIL_S seconds; on 2026-11-27 a 1e-4 tail after the 3e-4 run added 0.04 dB in 500 steps.
 if [ -n "${TAIL_LR:-}" ]; then
-  INIT=$($PY - "$OUT"/lr*/best.pth <<'PYEOF'
+  shopt -s nullglob; BESTS=("$OUT"/lr*/best.pth); shopt -u nullglob   # a run that never beat its start exports none
+  INIT=$($PY - "${BESTS[@]}" <<'PYEOF'
 import sys, torch
-found = [(torch.load(p, map_location="cpu", weights_only=False)["meta"]["val_psnr_y"], p) for p in sys.argv[1:]
-         if not p.endswith("*/best.pth")]
+found = [(torch.load(p, map_location="cpu", weights_only=False)["meta"]["val_psnr_y"], p) for p in sys.argv[1:]]
 print(max(found)[1] if found else "weights/pcnet_light.pth")
 PYEOF
 )
   TAIL_STEPS=$($PY -c "print(max(100, int(${TAIL_S:-120} / ($STEP_S * 0.6 + 1.5 / 250))))")   # alone: about 0.6x
   echo "tail: $TAIL_STEPS steps at $TAIL_LR from $INIT (left $(left) s)"
-  rm -rf /tmp/run_tail; mkdir -p "$OUT/tail" $L/tail
-  timeout -s TERM $(( ${TAIL_S:-120} + 45 )) $PY -m pcnet_ros.training.train --data $DATA --out /tmp/run_tail \
-    --steps $TAIL_STEPS --batch $BATCH --patch $PATCH --lr $TAIL_LR --warmup 20 --aug flips --precision $PREC \
-    --eval-every 250 --device $DEVICE --init "$INIT" --export "$OUT/tail/best.pth" --quiet $MIX > $L/tail/train.log 2>&1
-  echo "tail rc=$? (left $(left) s)"; cp /tmp/run_tail/log.jsonl $L/tail/ 2>/dev/null
-  grep -E "starting weights|^step|stopped" $L/tail/train.log
+  fine_tune tail $(( ${TAIL_S:-120} + 45 )) $TAIL_STEPS $TAIL_LR 20 "$INIT"
+  echo "tail rc=$? (left $(left) s)"; collect tail
   pack
 fi
 
