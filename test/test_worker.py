@@ -205,13 +205,16 @@ def test_warm_up_counts_the_shapes_the_backend_compiles_not_the_sizes_listed(tin
     if not openvino_available():
         pytest.skip("openvino is not installed")
     engine = DerainEngine(tiny_model, device="cpu", backend="openvino")
-    w = DerainWorker(engine, ["/a", "/b"], _decode, Sink(), Settings(max_input_size=96), max_batch=2,
-                     warmup_sizes=[(70, 50), (90, 60), (180, 120), (96, 64), (64, 64)])
-    warnings = []
-    monkeypatch.setattr(w, "_warn", warnings.append)
-    w.warm_up()
-    assert warnings == []
-    w._warmup_sizes.append((96, 32))             # a third shape, at batch 1 and 2: 6 > 4
-    w.warm_up()
-    assert warnings == ["warm-up: openvino keeps 4 compiled shapes, 6 asked for; the first 2 will compile again "
-                        "on their first frame"]
+    sizes = [(70, 50), (90, 60), (180, 120), (96, 64), (64, 64)]
+
+    def warnings_for(sizes):
+        w = DerainWorker(engine, ["/a", "/b"], _decode, Sink(), Settings(max_input_size=96), max_batch=2,
+                         warmup_sizes=sizes)
+        warnings = []
+        monkeypatch.setattr(w, "_warn", warnings.append)
+        w.warm_up()
+        return warnings
+
+    assert warnings_for(sizes) == []
+    assert warnings_for(sizes + [(96, 32)]) == [      # a third shape, at batch 1 and 2: 6 > 4
+        "warm-up: openvino keeps 4 compiled shapes, 6 asked for; the first 2 will compile again on their first frame"]

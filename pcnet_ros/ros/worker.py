@@ -242,24 +242,26 @@ class DerainWorker:
                 self.engine.warmup()
             return
         batches = sorted({1, min(self.max_batch, len(self.cameras))})
-        sizes = []
+        plan = []                                # (width, height, oversize): each size checked once
         for width, height in self._warmup_sizes:
             why = self._size_problem(height, width, 3, s)
             if why:
                 self._warn(f"warm-up skips {width}x{height}: {why}")
             else:
-                sizes.append((width, height))
+                plan.append((width, height, s.oversize(height, width)))
         # an oversize frame runs alone, at its downscaled size
-        shapes = len({self.engine.input_shape(1, *longest_side_shape(h, w, s.max_input_size)) if s.oversize(h, w)
-                      else self.engine.input_shape(n, h, w) for w, h in sizes for n in batches})
+        shapes = set()
+        for width, height, big in plan:
+            shapes |= ({self.engine.input_shape(1, *longest_side_shape(height, width, s.max_input_size))} if big
+                       else {self.engine.input_shape(n, height, width) for n in batches})
         kept = self.engine.shapes_kept
-        if kept is not None and shapes > kept:
-            self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {shapes} asked for; the first "
-                       f"{shapes - kept} will compile again on their first frame")
-        for width, height in sizes:
+        if kept is not None and len(shapes) > kept:
+            self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {len(shapes)} asked for; the "
+                       f"first {len(shapes) - kept} will compile again on their first frame")
+        for width, height, big in plan:
             t0 = time.monotonic()
             frame = np.zeros((height, width, 3), np.uint8)
-            if s.oversize(height, width):
+            if big:
                 self.engine.derain_downscaled(frame, s.max_input_size)
                 how = f"downscaled to {s.max_input_size}"
             else:
