@@ -41,7 +41,8 @@ bench: $(STAMP)
 #         A 192x192 restart from it sat at 34.41-34.52 for 800 steps (4.4 s a step) and gave way to a lent
 #         H100 (scripts/gpu/run.sh: batch 32 of 128x128 from 3e-4, then 1e-4; 34.55 -> 34.66 in 9 minutes).
 #         160x160 from that file (1.5e-4, 2,000 steps, runs/light_p160b, 1.9 h) made 34.66 -> 34.84; the recipe
-#         now restarts the same from 34.84 (runs/light_p160c).
+#         now restarts the same from 34.84 (runs/light_p160c), with a moving average of the weights (--ema 0.995,
+#         about 200 steps) validated beside them from step 503 on.
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
@@ -55,7 +56,7 @@ TRAIN_PRECISION ?= $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && ech
 DATA ?= ../shared/data
 train-light: $(STAMP)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_p160c --steps 2000 \
-	  --batch 32 --patch 160 --lr 1.5e-4 --warmup 80 --aug flips --eval-every 200 --compile --threads 2 \
+	  --batch 32 --patch 160 --lr 1.5e-4 --warmup 80 --aug flips --eval-every 200 --compile --threads 2 --ema 0.995 \
 	  --precision $(TRAIN_PRECISION) --transplant-from $(DATA)/rain100l-train --transplant-prob 0.5 \
 	  --init weights/pcnet_light.pth --bank checkpoints/light_p160c_last.pth --export weights/pcnet_light.pth
 

@@ -201,6 +201,41 @@ def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):
     assert torch.load(tmp_path / "run" / "last.pth", weights_only=False)["state"]["fine_tuned_from"]["step"] == 50
 
 
+def test_weight_average_is_validated_beside_the_weights_and_the_better_one_is_exported(pair_dir, tmp_path):
+    """--ema: each validation scores the raw weights and their moving average at the same step; the export is
+    the one that scored, the average resumes with the run."""
+    from pcnet_ros.core.engine import DerainEngine
+    from pcnet_ros.core.model import PCNet
+    from pcnet_ros.core.weights import load_weights
+
+    out, export = tmp_path / "run", tmp_path / "w.pth"
+    args = ["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
+            "--model-size", "tiny", "--eval-every", "5", "--quiet", "--device", "cpu", "--val-every", "3",
+            "--ema", "0.8", "--export", str(export)]
+    assert train.main(args + ["--steps", "20"]) == 0
+    recs = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "score" in r]
+    assert [r["step"] for r in recs] == [5, 10, 15, 20]
+    for r in recs:
+        if r["weights"] == "ema":
+            assert r["score"] == r["ema_score"] > r["raw_score"]
+        else:
+            assert r["weights"] == "raw" and r["ema_score"] <= r["score"]
+    ck = torch.load(out / "last.pth", weights_only=False)
+    assert int(ck["ema"]["n_averaged"]) == 20
+    assert any(not torch.equal(ck["ema"][f"module.{k}"], v) for k, v in ck["model"].items())
+    meta = torch.load(export, weights_only=True)["meta"]
+    assert meta["selection_score"] == max(r["score"] for r in recs) and meta["ema_decay"] == 0.8
+    model = PCNet(**train.MODEL_SIZES["tiny"])
+    load_weights(model, export)                # the exported file is the one that scored
+    _, val = split_pairs(list_pairs(pair_dir), 3)
+    rescored = evaluate.summarise(evaluate.score_pairs(DerainEngine(model, device="cpu"), load_named_pairs(val)))
+    assert rescored["psnr_out"] == pytest.approx(meta["val_psnr_y"], abs=1e-3)
+    assert train.main(args + ["--steps", "24"]) == 0                     # resumed: the average goes on
+    assert int(torch.load(out / "last.pth", weights_only=False)["ema"]["n_averaged"]) == 24
+    with pytest.raises(SystemExit):                                      # a decay is below 1
+        train.main(args[:-4] + ["--ema", "1.5", "--steps", "24"])
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_training_step_lowers_the_loss_in_either_precision(pair_dir, tmp_path, precision):
     out = tmp_path / precision

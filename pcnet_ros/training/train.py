@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--val-data", action="append", default=[],
                     help="paired folder used only for validation (all its pairs); repeatable. When given, the "
                          "best weights are chosen on the mean of its Y-PSNR and the held-out split's")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="also keep an exponential moving average of the weights (e.g. 0.995), validated beside "
+                         "them; the better of the two is exported (0: off)")
     ap.add_argument("--init", help="start from these weights (fine-tuning); ignored when resuming")
     ap.add_argument("--continue-schedule", action="store_true",
                     help="with --init: take step, best score and time from the weights' metadata")
@@ -154,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("synth_prob", "transplant_prob"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a chance, between 0 and 1: {getattr(args, name)}")
+    if not 0.0 <= args.ema < 1.0:
+        ap.error(f"--ema is a decay per step, 0 (off) or between 0 and 1: {args.ema}")
     if bool(args.transplant_from) != bool(args.transplant_prob):
         ap.error("--transplant-from and --transplant-prob go together")
     train_paths, val_paths, counts, donors = [], [], [], []
@@ -188,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
     loss_fn = PCNetLoss().to(device)
     forward = torch.compile(model, dynamic=False) if args.compile else model
+    averaged = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
+                if args.ema else None)
+    averaged_engine = DerainEngine(averaged.module, device=str(device), channels_last=True) if averaged else None
 
     last = args.out / "last.pth"
     state = {"step": 0, "best_psnr": -1.0, "elapsed_s": 0.0, "history": [], "pixel_samples": 0}
@@ -201,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         sampler.rng.bit_generator.state = ck["sampler_rng"]
         torch.set_rng_state(ck["torch_rng"])
         state = {"pixel_samples": 0, **ck["state"]}
+        if averaged is not None and "ema" in ck:
+            averaged.load_state_dict(ck["ema"])          # else the average starts from here (--ema added later)
         print(f"resuming {last} at step {state['step']} (best val PSNR {state['best_psnr']:.2f} dB)")
     elif args.init:
         meta = load_weights(model, resolve_weights(args.init))
@@ -221,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         ck = {"model": model.state_dict(), "optimizer": opt.state_dict(),
               "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
               "state": state, "args": {k: str(v) for k, v in vars(args).items()}}
+        if averaged is not None:
+            ck["ema"] = averaged.state_dict()
         atomic_write(last, lambda tmp: torch.save(ck, tmp))
 
     def bank() -> None:
@@ -229,16 +242,16 @@ def main(argv: list[str] | None = None) -> int:
 
     ema = {"data": 0.0, "compute": 0.0}
 
-    def validate() -> tuple[float, dict]:
+    def validate(engine: DerainEngine = engine) -> tuple[float, dict]:
         """The selection score and all scores: mean Y-PSNR of the held-out split, or with --val-data the mean
         of that set's and the split's, so weights tuned for one kind of rain do not wreck the other."""
-        model.eval()
+        engine.model.eval()
         s = summarise(score_pairs(engine, select or val))
         score = s["psnr_out"]
         if select and val:
             s.update({f"split_{k}": v for k, v in summarise(score_pairs(engine, val)).items()})
             score = (s["psnr_out"] + s["split_psnr_out"]) / 2
-        model.train()
+        engine.model.train()
         return score, s
 
     if state["step"] == 0 and state["best_psnr"] < 0 and args.init and (val or select):
@@ -265,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             rainy, clean = (to_device_batch(a, device) for a in sampler.sample(args.batch))
             t1 = time.perf_counter()
             loss = train_step(forward, opt, loss_fn, rainy, clean, args.precision)
+            if averaged is not None:
+                averaged.update_parameters(model)
             t2 = time.perf_counter()
             for k, v in (("data", t1 - t0), ("compute", t2 - t1)):
                 ema[k] = v if not ema[k] else 0.9 * ema[k] + 0.1 * v
@@ -277,13 +292,22 @@ def main(argv: list[str] | None = None) -> int:
             rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
             if (val or select) and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
                 psnr, s = validate()
-                rec.update(val_psnr=round(s["psnr_out"], 3), score=round(psnr, 3), val_ssim=round(s["ssim_out"], 4),
-                           val_psnr_input=round(s["psnr_in"], 3))
+                best_model, kind = model, "raw"
+                if averaged is not None:
+                    # the average is validated beside the raw weights at the same step; the better one competes
+                    psnr_ema, s_ema = validate(averaged_engine)
+                    rec.update(ema_score=round(psnr_ema, 3), ema_val_psnr=round(s_ema["psnr_out"], 3))
+                    if psnr_ema > psnr:
+                        rec.update(raw_score=round(psnr, 3))
+                        psnr, s, best_model, kind = psnr_ema, s_ema, averaged.module, "ema"
+                rec.update(weights=kind, val_psnr=round(s["psnr_out"], 3), score=round(psnr, 3),
+                           val_ssim=round(s["ssim_out"], 4), val_psnr_input=round(s["psnr_in"], 3))
                 if "split_psnr_out" in s:
                     rec.update(split_psnr=round(s["split_psnr_out"], 3))
                 state["history"].append({"step": state["step"], "val_psnr": s["psnr_out"], "score": psnr,
                                          "split_psnr": s.get("split_psnr_out"), "elapsed_s": state["elapsed_s"],
-                                         "pixel_samples": state["pixel_samples"], "lr": lr})
+                                         "pixel_samples": state["pixel_samples"], "lr": lr, "weights": kind,
+                                         "ema_score": rec.get("ema_score")})
                 if psnr > state["best_psnr"]:
                     state["best_psnr"] = psnr
                     meta = {"step": state["step"], "val_psnr_y": round(s["psnr_out"], 3),
@@ -302,14 +326,15 @@ def main(argv: list[str] | None = None) -> int:
                             "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device),
                             "pixel_samples": state["pixel_samples"], "batch": args.batch, "patch": args.patch,
                             "aug": args.aug, "precision": args.precision, "schedule_steps": args.steps,
-                            "lr": args.lr}
-                    save_weights(model, args.out / "best.pth", meta)
+                            "lr": args.lr, "weights": kind, "ema_decay": args.ema or None}
+                    save_weights(best_model, args.out / "best.pth", meta)
                     if args.export:
-                        save_weights(model, args.export, meta)
+                        save_weights(best_model, args.export, meta)
                 split = f"; held-out split {s['split_psnr_out']:.2f}" if "split_psnr_out" in s else ""
+                avg = f" ({kind}; average {rec['ema_score']:.2f})" if averaged is not None else ""
                 tqdm.write(f"step {state['step']}: val Y-PSNR {s['psnr_out']:.2f} dB (input {s['psnr_in']:.2f})"
                            f"{split}; "
-                           f"selection score {psnr:.2f}, best {state['best_psnr']:.2f}")
+                           f"selection score {psnr:.2f}{avg}, best {state['best_psnr']:.2f}")
                 checkpoint()
                 bank()
             if state["step"] % args.log_every == 0 or "val_psnr" in rec:
