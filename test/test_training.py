@@ -217,7 +217,7 @@ def test_weight_average_is_validated_beside_the_weights_and_the_better_one_is_ex
     assert [r["step"] for r in recs] == [5, 10, 15, 20]
     for r in recs:
         if r["weights"] == "ema":
-            assert r["score"] == r["ema_score"] > r["raw_score"]
+            assert r["score"] == r["ema_score"] > r["raw_score"] and "raw_val_psnr" in r
         else:
             assert r["weights"] == "raw" and r["ema_score"] <= r["score"]
     ck = torch.load(out / "last.pth", weights_only=False)

@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                     psnr_ema, s_ema = validate(averaged_engine)
                     rec.update(ema_score=round(psnr_ema, 3), ema_val_psnr=round(s_ema["psnr_out"], 3))
                     if psnr_ema > psnr:
-                        rec.update(raw_score=round(psnr, 3))
+                        rec.update(raw_score=round(psnr, 3), raw_val_psnr=round(s["psnr_out"], 3))
                         psnr, s, best_model, kind = psnr_ema, s_ema, averaged.module, "ema"
                 rec.update(weights=kind, val_psnr=round(s["psnr_out"], 3), score=round(psnr, 3),
                            val_ssim=round(s["ssim_out"], 4), val_psnr_input=round(s["psnr_in"], 3))
