@@ -209,7 +209,10 @@ def main() -> None:
                       "fine-tuning only."]
         pts, state = curve(variant, meta)
         if pts and meta.get("step") in {p[0] for p in pts}:
-            lines += ["", "Validation during the run that made this file " + _curve_text(pts, meta)]
+            averaged = any(h.get("ema_score") is not None for h in state.get("history", []))
+            lines += ["", "Validation during the run that made this file " + _curve_text(pts, meta)
+                      + ("; where the run kept a moving average of the weights (`--ema`), the better of the two "
+                         "at each step" if averaged else "")]
         elif pts:
             lines += ["", f"A newer run continues in `checkpoints/{variant}_last.pth`, at step {state.get('step')}; "
                       "the shipped file changes only when it beats its start. Its validation so far " +
