@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
     loss_fn = PCNetLoss().to(device)
     forward = torch.compile(model, dynamic=False) if args.compile else model
-    averaged = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
                 if args.ema else None)
     averaged_engine = DerainEngine(averaged.module, device=str(device), channels_last=True) if averaged else None
 
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bank:
             atomic_write(args.bank, lambda tmp: shutil.copyfile(last, tmp))
 
-    ema = {"data": 0.0, "compute": 0.0}
+    smoothed = {"data": 0.0, "compute": 0.0}                     # step times for the progress bar
 
     def validate(engine: DerainEngine = engine) -> tuple[float, dict]:
         """The selection score and all scores: mean Y-PSNR of the held-out split, or with --val-data the mean
@@ -282,13 +282,13 @@ def main(argv: list[str] | None = None) -> int:
                 averaged.update_parameters(model)
             t2 = time.perf_counter()
             for k, v in (("data", t1 - t0), ("compute", t2 - t1)):
-                ema[k] = v if not ema[k] else 0.9 * ema[k] + 0.1 * v
+                smoothed[k] = v if not smoothed[k] else 0.9 * smoothed[k] + 0.1 * v
             state["step"] += 1
             state["pixel_samples"] += args.batch * args.patch * args.patch
             state["elapsed_s"] = time.time() - t_start
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{state['best_psnr']:.2f}",
-                            data=f"{ema['data']:.3f}s", compute=f"{ema['compute']:.3f}s")
+                            data=f"{smoothed['data']:.3f}s", compute=f"{smoothed['compute']:.3f}s")
             rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
             if (val or select) and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
                 psnr, s = validate()
