@@ -43,7 +43,7 @@ bench: $(STAMP)
 #         160x160 from that file (1.5e-4, 2,000 steps, runs/light_p160b, 1.9 h) made 34.66 -> 34.84; the
 #         same from 34.84 with a moving average of the weights from step 503 (--ema 0.995, about 200 steps:
 #         +0.06-0.08 dB at the peak rate, level at the end) made 34.97 (runs/light_p160c, 1.7 h); the recipe
-#         now restarts the same from 34.97 with the average from step 0 (runs/light_p160d).
+#         now restarts the same from 34.97 with the average from step 0 (runs/light_p160d; 35.02 at step 600).
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
