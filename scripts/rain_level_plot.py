@@ -25,6 +25,13 @@ SETS = {  # name: (files, BGR colour)
     "real rain video rb2": (list_images(SHARED_DATA / "real-rain-video" / "rb2")[::6], (30, 170, 230)),
 }
 W, H, M = 900, 560, 70
+X_TICK, Y_TICK = 0.01, 0.05      # tick spacing of intensity and coverage
+
+
+def _axis(values: list[float], tick: float) -> tuple[float, list[float]]:
+    """An axis that holds every reading: its end (the tick at or above the largest plus 5%) and its ticks."""
+    n = int(np.ceil(max(values) * 1.05 / tick))
+    return n * tick, [i * tick for i in range(n + 1)]
 
 
 def main() -> int:
@@ -36,8 +43,9 @@ def main() -> int:
     for name, got in levels.items():
         cov = [lv.coverage for lv in got]
         print(f"{name}: coverage {min(cov):.2f}-{max(cov):.2f}")
-    X_MAX = np.ceil(max(lv.intensity for got in levels.values() for lv in got) * 1.05 / 0.01) * 0.01
-    Y_MAX = np.ceil(max(lv.coverage for got in levels.values() for lv in got) * 1.05 / 0.05) * 0.05
+    everything = [lv for got in levels.values() for lv in got]
+    X_MAX, x_ticks = _axis([lv.intensity for lv in everything], X_TICK)
+    Y_MAX, y_ticks = _axis([lv.coverage for lv in everything], Y_TICK)
     img = np.full((H, W, 3), 255, np.uint8)
     px = lambda x, y: (int(M + x / X_MAX * (W - 2 * M)), int(H - M - y / Y_MAX * (H - 2 * M)))  # noqa: E731
     for y in (rain_level.LIGHT_COVERAGE, rain_level.HEAVY_COVERAGE):
@@ -48,9 +56,9 @@ def main() -> int:
                                         (rain_level.HEAVY_COVERAGE, Y_MAX, "level 2"))):
         cv2.putText(img, text, (px(X_MAX, (lo + hi) / 2)[0] - 70, px(0, (lo + hi) / 2)[1] + 5),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, (120, 120, 120), 1, cv2.LINE_AA)
-    for t in np.linspace(0, X_MAX, int(round(X_MAX / 0.01)) + 1):
+    for t in x_ticks:
         cv2.putText(img, f"{t:.2f}", (px(t, 0)[0] - 15, H - M + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    for t in np.linspace(0, Y_MAX, int(round(Y_MAX / 0.05)) + 1):
+    for t in y_ticks:
         cv2.putText(img, f"{t:.2f}", (M - 45, px(0, t)[1] + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     cv2.putText(img, "intensity (mean light removed, fraction of full scale)", (M + 150, H - 20),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
