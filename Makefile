@@ -44,7 +44,7 @@ bench: $(STAMP)
 #         same from 34.84 with a moving average of the weights from step 503 (--ema 0.995, about 200 steps:
 #         +0.06-0.08 dB at the peak rate, level at the end) made 34.97 (runs/light_p160c, 1.7 h); the recipe
 #         restarted the same from 34.97 with the average from step 0 (runs/light_p160d, 1.7 h): 35.05. The recipe
-#         now doubles the batch to 64 of 128x128 (1.3x the pixels a step) at 2e-4 (runs/light_b64): each
+#         now doubles the batch to 64 of 128x128 (1.3x the pixels a step) at 2e-4 (runs/light_b64; 35.16 at step 800): each
 #         doubling of the batch so far was worth more than a restart at the same batch.
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
