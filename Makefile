@@ -43,9 +43,9 @@ bench: $(STAMP)
 #         160x160 from that file (1.5e-4, 2,000 steps, runs/light_p160b, 1.9 h) made 34.66 -> 34.84; the
 #         same from 34.84 with a moving average of the weights from step 503 (--ema 0.995, about 200 steps:
 #         +0.06-0.08 dB at the peak rate, level at the end) made 34.97 (runs/light_p160c, 1.7 h); the recipe
-#         restarted the same from 34.97 with the average from step 0 (runs/light_p160d, 1.7 h): 35.05. The recipe
-#         now doubles the batch to 64 of 128x128 (1.3x the pixels a step) at 2e-4 (runs/light_b64; 35.16 at step 800): each
-#         doubling of the batch so far was worth more than a restart at the same batch.
+#         restarted the same from 34.97 with the average from step 0 (runs/light_p160d, 1.7 h): 35.05. It now
+#         doubles the batch to 64 of 128x128 (1.3x the pixels a step) at 2e-4 (runs/light_b64; 35.16 at step
+#         800): each doubling of the batch so far was worth more than a restart at the same batch.
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
@@ -73,15 +73,15 @@ train-heavy: $(STAMP)
 
 # Both cycles of the last heavy fine-tune: the same data, shares, rain mix and selection.
 HEAVY_FT = $(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
-	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val --batch 8 --patch 96 \
+	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val --patch 96 \
 	  --warmup 50 --aug flips --eval-every 200 --threads 2 --compile --synth-prob 0.2 --synth-level heavy \
 	  --streaks $(DATA)/rain-streaks-garg06 --transplant-from runs/h100fold/train --transplant-prob 0.6 \
 	  --export weights/pcnet_heavy.pth
 finetune-heavy: $(STAMP)
 	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
-	$(HEAVY_FT) --out runs/heavy_ft --steps 1600 --lr 2e-4 --init checkpoints/heavy_base.pth \
+	$(HEAVY_FT) --out runs/heavy_ft --steps 1600 --lr 2e-4 --batch 8 --init checkpoints/heavy_base.pth \
 	  --bank checkpoints/heavy_ft_last.pth
-	$(HEAVY_FT) --out runs/heavy_ft2 --steps 1000 --lr 1e-4 --init weights/pcnet_heavy.pth \
+	$(HEAVY_FT) --out runs/heavy_ft2 --steps 1000 --lr 1e-4 --batch 8 --init weights/pcnet_heavy.pth \
 	  --bank checkpoints/heavy_ft2_last.pth
 	$(HEAVY_FT) --out runs/heavy_ft3 --steps 1000 --lr 1e-4 --batch 32 --precision $(TRAIN_PRECISION) --ema 0.995 \
 	  --init weights/pcnet_heavy.pth --bank checkpoints/heavy_ft3_last.pth
