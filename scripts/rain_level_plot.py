@@ -44,17 +44,17 @@ def main() -> int:
         cov = [lv.coverage for lv in got]
         print(f"{name}: coverage {min(cov):.2f}-{max(cov):.2f}")
     everything = [lv for got in levels.values() for lv in got]
-    X_MAX, x_ticks = _axis([lv.intensity for lv in everything], X_TICK)
-    Y_MAX, y_ticks = _axis([lv.coverage for lv in everything], Y_TICK)
+    x_max, x_ticks = _axis([lv.intensity for lv in everything], X_TICK)
+    y_max, y_ticks = _axis([lv.coverage for lv in everything], Y_TICK)
     img = np.full((H, W, 3), 255, np.uint8)
-    px = lambda x, y: (int(M + x / X_MAX * (W - 2 * M)), int(H - M - y / Y_MAX * (H - 2 * M)))  # noqa: E731
+    px = lambda x, y: (int(M + x / x_max * (W - 2 * M)), int(H - M - y / y_max * (H - 2 * M)))  # noqa: E731
     for y in (rain_level.LIGHT_COVERAGE, rain_level.HEAVY_COVERAGE):
-        cv2.line(img, px(0, y), px(X_MAX, y), (170, 170, 170), 1, cv2.LINE_AA)
-    cv2.rectangle(img, px(0, 0), px(X_MAX, Y_MAX), (0, 0, 0), 1)
+        cv2.line(img, px(0, y), px(x_max, y), (170, 170, 170), 1, cv2.LINE_AA)
+    cv2.rectangle(img, px(0, 0), px(x_max, y_max), (0, 0, 0), 1)
     for k, (lo, hi, text) in enumerate(((0, rain_level.LIGHT_COVERAGE, "level 0"),
                                         (rain_level.LIGHT_COVERAGE, rain_level.HEAVY_COVERAGE, "level 1"),
-                                        (rain_level.HEAVY_COVERAGE, Y_MAX, "level 2"))):
-        cv2.putText(img, text, (px(X_MAX, (lo + hi) / 2)[0] - 70, px(0, (lo + hi) / 2)[1] + 5),
+                                        (rain_level.HEAVY_COVERAGE, y_max, "level 2"))):
+        cv2.putText(img, text, (px(x_max, (lo + hi) / 2)[0] - 70, px(0, (lo + hi) / 2)[1] + 5),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, (120, 120, 120), 1, cv2.LINE_AA)
     for t in x_ticks:
         cv2.putText(img, f"{t:.2f}", (px(t, 0)[0] - 15, H - M + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
