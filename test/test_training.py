@@ -248,6 +248,31 @@ def test_a_training_step_lowers_the_loss_in_either_precision(pair_dir, tmp_path,
     assert all(v.dtype == torch.float32 for v in sd.values() if v.is_floating_point())   # weights stay fp32
 
 
+def test_accumulated_chunks_take_the_same_step_as_the_whole_batch(pair_dir, tmp_path, rng):
+    from pcnet_ros.core.model import PCNet
+
+    rainy = torch.from_numpy(rng.random((4, 3, 32, 32), dtype=np.float32))
+    clean = (rainy * 0.8).contiguous()
+    torch.manual_seed(0)
+    start = PCNet(**train.MODEL_SIZES["tiny"]).state_dict()
+    steps = {}
+    for accum in (1, 2, 4):
+        model = PCNet(**train.MODEL_SIZES["tiny"])
+        model.load_state_dict(start)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        loss = train.train_step(model, opt, PCNetLoss(), rainy, clean, accum=accum)
+        steps[accum] = loss.item(), torch.cat([(p - start[n]).flatten() for n, p in model.named_parameters()])
+    loss1, moved1 = steps[1]
+    assert moved1.abs().max() > 1e-4                                     # the step moved the weights
+    for accum in (2, 4):
+        assert steps[accum][0] == pytest.approx(loss1, rel=1e-5)
+        torch.testing.assert_close(steps[accum][1], moved1, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="equal chunks"):
+        train.train_step(model, opt, PCNetLoss(), rainy[:3], clean[:3], accum=2)
+    with pytest.raises(SystemExit):
+        train.main(["--data", str(pair_dir), "--out", str(tmp_path / "x"), "--batch", "6", "--accum", "4"])
+
+
 def _streak_folder(tmp_path, rng, n=4):
     """Small white-streak-on-black layers, as the Garg database holds them."""
     import cv2

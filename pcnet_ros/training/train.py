@@ -59,15 +59,22 @@ def to_device_batch(a: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def train_step(forward, opt: torch.optim.Optimizer, loss_fn: PCNetLoss, rainy: torch.Tensor, clean: torch.Tensor,
-               precision: str = "fp32") -> torch.Tensor:
-    """One optimiser step; the forward pass autocasts to bf16 if asked, the loss stays fp32. Returns the loss."""
-    with torch.autocast(rainy.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        clean_pred, rain_pred = forward(rainy)
-    loss = loss_fn(clean_pred.float(), rain_pred.float(), clean, rainy)
+               precision: str = "fp32", accum: int = 1) -> torch.Tensor:
+    """One optimiser step; the forward pass autocasts to bf16 if asked, the loss stays fp32. With accum > 1 the
+    batch runs as that many equal chunks whose gradients add up before the step (every loss term is a mean over
+    the batch, so the step is the same), for batches whose activations do not fit in memory. Returns the loss."""
+    if rainy.shape[0] % accum:
+        raise ValueError(f"a batch of {rainy.shape[0]} does not split into {accum} equal chunks")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total = torch.zeros(())
+    for r, c in zip(rainy.chunk(accum), clean.chunk(accum)):
+        with torch.autocast(r.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            clean_pred, rain_pred = forward(r)
+        loss = loss_fn(clean_pred.float(), rain_pred.float(), c, r) / accum
+        loss.backward()
+        total = total + loss.detach().cpu()
     opt.step()
-    return loss
+    return total
 
 
 def start_record(path: Path, meta: dict) -> dict:
@@ -92,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=60000)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--accum", type=int, default=1,
+                    help="run each batch as this many equal chunks, gradients accumulated: the same step as the "
+                         "whole batch at a fraction of the activation memory (--batch must divide by it)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
     ap.add_argument("--aug", choices=AUGMENTATIONS, default="flips",
@@ -162,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--ema is a decay per step, 0 (off) or between 0 and 1: {args.ema}")
     if bool(args.transplant_from) != bool(args.transplant_prob):
         ap.error("--transplant-from and --transplant-prob go together")
+    if args.accum < 1 or args.batch % args.accum:
+        ap.error(f"--accum must divide --batch into equal chunks: --batch {args.batch}, --accum {args.accum}")
     train_paths, val_paths, counts, donors = [], [], [], []
     for folder, resolved in zip(args.data, data_dirs):
         tr, va = split_pairs(list_pairs(folder), args.val_every)
@@ -277,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             rainy, clean = (to_device_batch(a, device) for a in sampler.sample(args.batch))
             t1 = time.perf_counter()
-            loss = train_step(forward, opt, loss_fn, rainy, clean, args.precision)
+            loss = train_step(forward, opt, loss_fn, rainy, clean, args.precision, args.accum)
             if averaged is not None:
                 averaged.update_parameters(model)
             t2 = time.perf_counter()
@@ -324,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                             "transplant_prob": args.transplant_prob,
                             "val_synth": args.val_synth, "fine_tuned_from": state.get("fine_tuned_from"),
                             "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device),
-                            "pixel_samples": state["pixel_samples"], "batch": args.batch, "patch": args.patch,
+                            "pixel_samples": state["pixel_samples"], "batch": args.batch, "accum": args.accum,
+                            "patch": args.patch,
                             "aug": args.aug, "precision": args.precision, "schedule_steps": args.steps,
                             "lr": args.lr, "weights": kind, "ema_decay": args.ema or None}
                     save_weights(best_model, args.out / "best.pth", meta)
