@@ -66,13 +66,13 @@ def train_step(forward, opt: torch.optim.Optimizer, loss_fn: PCNetLoss, rainy: t
     if rainy.shape[0] % accum:
         raise ValueError(f"a batch of {rainy.shape[0]} does not split into {accum} equal chunks")
     opt.zero_grad(set_to_none=True)
-    total = torch.zeros(())
+    total = torch.zeros((), device=rainy.device)             # summed where the loss lives: no sync per chunk
     for r, c in zip(rainy.chunk(accum), clean.chunk(accum)):
         with torch.autocast(r.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             clean_pred, rain_pred = forward(r)
         loss = loss_fn(clean_pred.float(), rain_pred.float(), c, r) / accum
         loss.backward()
-        total = total + loss.detach().cpu()
+        total += loss.detach()
     opt.step()
     return total
 
