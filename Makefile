@@ -63,8 +63,8 @@ TRAIN_PRECISION ?= $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && ech
 DATA ?= ../shared/data
 train-light: $(STAMP)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_b256 --steps 1000 \
-	  --batch 256 --accum 2 --patch 128 --lr 2e-4 --warmup 80 --aug flips --eval-every 200 --compile --threads 2 --ema 0.995 \
-	  --precision $(TRAIN_PRECISION) --transplant-from $(DATA)/rain100l-train --transplant-prob 0.5 \
+	  --batch 256 --accum 2 --patch 128 --lr 2e-4 --warmup 80 --aug flips --eval-every 200 --compile --threads 2 \
+	  --ema 0.995 --precision $(TRAIN_PRECISION) --transplant-from $(DATA)/rain100l-train --transplant-prob 0.5 \
 	  --init weights/pcnet_light.pth --bank checkpoints/light_b256_last.pth --export weights/pcnet_light.pth
 
 train-heavy: $(STAMP)
