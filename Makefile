@@ -50,7 +50,8 @@ bench: $(STAMP)
 #         next, 256 of 128x128 from 35.26 over 1,000 steps (runs/light_b256, 2.35 h), as two chunks of 128
 #         with gradients accumulated (--accum 2; whole, its activations would take 28 GB), made 35.32, rising
 #         at every validation. The recipe keeps batch 256 and enlarges the patches to 160x160 (1.56x the pixels
-#         a step; four chunks of 64, about 11 GB) from 35.32 over 1,000 steps (runs/light_b256p160).
+#         a step; four chunks of 64, about 11 GB) from 35.32 over 1,000 steps (runs/light_b256p160): 35.43 at
+#         step 600 (+0.11, more than either batch doubling), 35.40 at 800; in progress.
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
