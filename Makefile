@@ -50,8 +50,10 @@ bench: $(STAMP)
 #         next, 256 of 128x128 from 35.26 over 1,000 steps (runs/light_b256, 2.35 h), as two chunks of 128
 #         with gradients accumulated (--accum 2; whole, its activations would take 28 GB), made 35.32, rising
 #         at every validation. The recipe keeps batch 256 and enlarges the patches to 160x160 (1.56x the pixels
-#         a step; four chunks of 64, about 11 GB) from 35.32 over 1,000 steps (runs/light_b256p160): 35.43 at
-#         step 600 (+0.11, more than either batch doubling), 35.40 at 800; in progress.
+#         a step; four chunks of 64, about 11 GB) from 35.32 over 1,000 steps (runs/light_b256p160, 4.0 h):
+#         35.43 at step 600 (+0.11, more than either batch doubling), 35.40 at 800, 35.41 at 1,000. The
+#         recipe keeps batch 256 and enlarges the patches again, to 192x192 (1.44x the pixels; eight chunks
+#         of 32), from 35.43 over 1,000 steps (runs/light_b256p192).
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
@@ -65,10 +67,10 @@ NICE ?= nice -n 10
 TRAIN_PRECISION ?= $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)
 DATA ?= ../shared/data
 train-light: $(STAMP)
-	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_b256p160 \
-	  --steps 1000 --batch 256 --accum 4 --patch 160 --lr 2e-4 --warmup 80 --aug flips --eval-every 200 \
+	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_b256p192 \
+	  --steps 1000 --batch 256 --accum 8 --patch 192 --lr 2e-4 --warmup 80 --aug flips --eval-every 200 \
 	  --compile --threads 2 --ema 0.995 --precision $(TRAIN_PRECISION) --transplant-from $(DATA)/rain100l-train \
-	  --transplant-prob 0.5 --init weights/pcnet_light.pth --bank checkpoints/light_b256p160_last.pth \
+	  --transplant-prob 0.5 --init weights/pcnet_light.pth --bank checkpoints/light_b256p192_last.pth \
 	  --export weights/pcnet_light.pth
 
 train-heavy: $(STAMP)
