@@ -53,7 +53,7 @@ bench: $(STAMP)
 #         a step; four chunks of 64, about 11 GB) from 35.32 over 1,000 steps (runs/light_b256p160, 4.0 h):
 #         35.43 at step 600 (+0.11, more than either batch doubling), 35.40 at 800, 35.41 at 1,000. The
 #         recipe keeps batch 256 and enlarges the patches again, to 192x192 (1.44x the pixels; eight chunks
-#         of 32), from 35.43 over 1,000 steps (runs/light_b256p192).
+#         of 32), from 35.43 over 1,000 steps (runs/light_b256p192): 35.45 at step 400; in progress.
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
