@@ -32,28 +32,12 @@ bench: $(STAMP)
 # Training runs under nice so that tests and benchmarks run meanwhile are not starved.  A run resumes
 # from runs/*/last.pth, or on a new machine from the committed checkpoints/*_last.pth (weights, Adam
 # state, RNG, step): the same schedule continues.
-#  light: restarts from the shipped weights with the authors' batch, 32 of 128x128 (batch 8 and 16 restarts
-#         plateaued lower), a 2,800-step cosine from 2e-4, half the patches carrying another pair's real
-#         rain; flips only (a 40k schedule with quarter turns sat 0.2-3 dB below its start for 6,000 steps).
-#         bf16 autocast where the CPU has native bf16 (1.8-2.1 s a step on 2 cores; emulated, 9x slower,
-#         on AVX2), else fp32. 128x128 from 2e-4 over 2,800 steps made 34.16 -> 34.37 dB (runs/light_b32r2, 1.6 h);
-#         its 160x160 successor (1.5e-4, 3,000 steps, runs/light_p160, 2.4 h) made 34.37 -> 34.55 at step 2,800;
-#         A 192x192 restart from it sat at 34.41-34.52 for 800 steps (4.4 s a step) and gave way to a lent
-#         H100 (scripts/gpu/run.sh: batch 32 of 128x128 from 3e-4, then 1e-4; 34.55 -> 34.66 in 9 minutes).
-#         160x160 from that file (1.5e-4, 2,000 steps, runs/light_p160b, 1.9 h) made 34.66 -> 34.84; the
-#         same from 34.84 with a moving average of the weights from step 503 (--ema 0.995, about 200 steps:
-#         +0.06-0.08 dB at the peak rate, level at the end) made 34.97 (runs/light_p160c, 1.7 h); the recipe
-#         restarted the same from 34.97 with the average from step 0 (runs/light_p160d, 1.7 h): 35.05. Doubling
-#         the batch to 64 of 128x128 (1.3x the pixels a step) at 2e-4 over 2,000 steps made 35.05 -> 35.18 at
-#         step 1,400 (runs/light_b64, 1.55 h), level after it. Doubling it again, 128 of 128x128 at 2e-4
-#         over 1,000 steps (runs/light_b128, 1.2 h), made 35.18 -> 35.26 at step 400 (35.25 again at 800). The
-#         next, 256 of 128x128 from 35.26 over 1,000 steps (runs/light_b256, 2.35 h), as two chunks of 128
-#         with gradients accumulated (--accum 2; whole, its activations would take 28 GB), made 35.32, rising
-#         at every validation. The recipe keeps batch 256 and enlarges the patches to 160x160 (1.56x the pixels
-#         a step; four chunks of 64, about 11 GB) from 35.32 over 1,000 steps (runs/light_b256p160, 4.0 h):
-#         35.43 at step 600 (+0.11, more than either batch doubling), 35.40 at 800, 35.41 at 1,000. The
-#         recipe keeps batch 256 and enlarges the patches again, to 192x192 (1.44x the pixels; eight chunks
-#         of 32), from 35.43 over 1,000 steps (runs/light_b256p192): 35.45 at step 400; in progress.
+#  light: continues from the shipped weights at batch 256 of 192x192 (eight chunks of 32, --accum 8;
+#         about 9 GB), a 1,000-step cosine from 2e-4, flips only, half the patches carrying another
+#         pair's real rain, a moving average of the weights (--ema 0.995) validated beside them, bf16
+#         autocast where the CPU has native bf16, else fp32.  Each validation exports to
+#         weights/pcnet_light.pth only above the best so far.  The run's curve and the lineage of the
+#         cycles before it live in one place: README, Status (and runs/*/log.jsonl).
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
