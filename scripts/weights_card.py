@@ -143,9 +143,9 @@ def _selected_on(meta: dict) -> str:
         if "split_psnr_y" in meta and "selection_score" in meta:
             return (f"the mean of {names} ({meta['val_psnr_y']:.2f}) and the held-out split "
                     f"({meta['split_psnr_y']:.2f}): {meta['selection_score']:.2f} dB")
-        return f"{names}: {meta.get('val_psnr_y')} dB"
+        return f"{names}: {meta['val_psnr_y']:.3f} dB"
     return ("the held-out split" + (f" + synthesized {meta['val_synth']}" if meta.get("val_synth") else "")
-            + f": {meta.get('val_psnr_y')} dB")
+            + f": {meta['val_psnr_y']:.3f} dB")
 
 
 def compare_picture(engines: dict[str, DerainEngine]) -> str:
