@@ -36,8 +36,9 @@ bench: $(STAMP)
 #         about 12 GB), a 1,000-step cosine from 2e-4, flips only, half the patches carrying another
 #         pair's real rain, a moving average of the weights (--ema 0.995) validated beside them, bf16
 #         autocast where the CPU has native bf16, else fp32.  Each validation exports to
-#         weights/pcnet_light.pth only above the best so far.  The run's curve and the lineage of the
-#         cycles before it live in one place: README, Status (and runs/*/log.jsonl).
+#         weights/pcnet_light.pth only when it beats the best so far by more than 0.01 dB (--min-gain).
+#         The run's curve and the lineage of the cycles before it live in one place: README, Status
+#         (and runs/*/log.jsonl).
 #  heavy: fine-tunes the heavy weights on heavy rain composited from the Garg streak layers onto the
 #         clean images of both training sets (half the patches; the other half keep their real rain),
 #         selecting on the mean of the RainTrainH sample (never trained on) and the held-out split;
@@ -55,7 +56,7 @@ train-light: $(STAMP)
 	  --steps 1000 --batch 256 --accum 8 --patch 224 --lr 2e-4 --warmup 80 --aug flips --eval-every 200 \
 	  --compile --threads 2 --ema 0.995 --precision $(TRAIN_PRECISION) --transplant-from $(DATA)/rain100l-train \
 	  --transplant-prob 0.5 --init weights/pcnet_light.pth --bank checkpoints/light_b256p224_last.pth \
-	  --export weights/pcnet_light.pth
+	  --min-gain 0.01 --export weights/pcnet_light.pth
 
 train-heavy: $(STAMP)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --data $(DATA)/pcnet-train \

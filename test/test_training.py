@@ -1,6 +1,7 @@
 """Training loop, losses, rain synthesis and evaluation on small real fixtures."""
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +174,36 @@ def test_continue_from_shipped_style_weights(pair_dir, tmp_path):
     state = torch.load(out / "last.pth", weights_only=False)["state"]
     assert state["step"] == 55 and state["best_psnr"] == 99.0       # a worse validation never overwrites
     assert torch.load(init, weights_only=True)["meta"]["step"] == 50
+
+
+def test_min_gain_keeps_weights_that_beat_the_best_only_by_noise(pair_dir, tmp_path):
+    """--min-gain: a validation that beats the starting weights by less than the margin replaces neither best.pth
+    nor the exported file, while the same run without the margin does replace them."""
+    from pcnet_ros.core.model import PCNet
+    from pcnet_ros.core.weights import save_weights
+
+    torch.manual_seed(0)
+    init = tmp_path / "start.pth"
+    save_weights(PCNet(**train.MODEL_SIZES["tiny"]), init, {"step": 0})
+    args = ["--data", str(pair_dir), "--batch", "4", "--patch", "32", "--lr", "2e-3", "--model-size", "tiny",
+            "--steps", "10", "--eval-every", "5", "--init", str(init), "--quiet", "--device", "cpu",
+            "--val-every", "3"]
+
+    def run(name: str, min_gain: float) -> tuple[Path, Path, list[dict]]:
+        out, export = tmp_path / name, tmp_path / f"{name}.pth"
+        assert train.main(args + ["--out", str(out), "--export", str(export), "--min-gain", str(min_gain)]) == 0
+        return out, export, [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+    out, export, recs = run("plain", 0.0)
+    start = torch.load(out / "last.pth", weights_only=False)["state"]["history"][0]["score"]
+    best = max(r["score"] for r in recs if "score" in r)
+    assert best > start and export.exists() and (out / "best.pth").exists()   # training did beat the start
+    out, export, recs = run("margin", best - start + 1.0)
+    assert max(r["score"] for r in recs if "score" in r) == best                # the same run, the same scores
+    assert not export.exists() and not (out / "best.pth").exists()
+    assert torch.load(out / "last.pth", weights_only=False)["state"]["best_psnr"] == start
+    with pytest.raises(SystemExit):
+        train.main(args + ["--out", str(tmp_path / "bad"), "--min-gain", "-0.1"])
 
 
 def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):

@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ap.add_argument("--export", type=Path, help="also write the best weights here, with provenance")
+    ap.add_argument("--min-gain", type=float, default=0.0, metavar="DB",
+                    help="a validation replaces the best (best.pth, --export) only when it beats it by more than "
+                         "this: on a small split a gain of a thousandth of a dB is noise, not new weights")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--model-size", choices=list(MODEL_SIZES), default="paper",
                     help="'tiny' only for quick tests of the training loop itself")
@@ -170,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name.replace('_', '-')} is a chance, between 0 and 1: {getattr(args, name)}")
     if not 0.0 <= args.ema < 1.0:
         ap.error(f"--ema is a decay per step, 0 (off) or between 0 and 1: {args.ema}")
+    if args.min_gain < 0:
+        ap.error(f"--min-gain is a margin in dB, 0 or more: {args.min_gain}")
     if bool(args.transplant_from) != bool(args.transplant_prob):
         ap.error("--transplant-from and --transplant-prob go together")
     if args.accum < 1 or args.batch % args.accum:
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "split_psnr": s.get("split_psnr_out"), "elapsed_s": state["elapsed_s"],
                                          "pixel_samples": state["pixel_samples"], "lr": lr, "weights": kind,
                                          "ema_score": rec.get("ema_score")})
-                if psnr > state["best_psnr"]:
+                if psnr > state["best_psnr"] + args.min_gain:
                     state["best_psnr"] = psnr
                     meta = {"step": state["step"], "val_psnr_y": round(s["psnr_out"], 3),
                             "selection_score": round(psnr, 3),
