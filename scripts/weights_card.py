@@ -2,7 +2,6 @@
 
     .venv/bin/python scripts/weights_card.py        (takes a few minutes on a CPU)
 """
-import json
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ from pcnet_ros.tools.visual import contact_sheet, side_by_side
 from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, RAINTRAINH_FOLD, RAINTRAINH_HOLD_EVERY,
                                       split_pairs, synthesize_pairs)
+from pcnet_ros.training.run_log import LOG_NAME, read_run_log
 from pcnet_ros.training.streaks import StreakBank
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None
     found += [p for p in sorted((ROOT / "runs").glob(f"{variant}_*/last.pth")) if p not in found]
     found += [p for p in sorted((ROOT / "checkpoints").glob(f"{variant}_*_last.pth")) if p not in found]
     # a run whose checkpoint did not come back (a time-boxed GPU run) still has its log
-    found += [p for p in sorted((ROOT / "runs").glob(f"{variant}_*/log.jsonl"))
+    found += [p for p in sorted((ROOT / "runs").glob(f"{variant}_*/{LOG_NAME}"))
               if not (p.parent / "last.pth").is_file()]
     runs = []
     for ckpt in found:
@@ -68,9 +68,8 @@ def curve(variant: str, meta: dict) -> tuple[list[tuple[int, float, float | None
 
 def _logged_state(log: Path) -> dict:
     """A run's validations from its log.jsonl, in the shape of a checkpoint's state."""
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    history = [r for r in rows if "val_psnr" in r]
-    return {"history": history, "step": rows[-1]["step"] if rows else None}
+    rows = read_run_log(log.parent)
+    return {"history": [r for r in rows if "val_psnr" in r], "step": rows[-1]["step"] if rows else None}
 
 
 def _name(folder: str) -> str:

@@ -2,7 +2,6 @@
 
 Skipped where torch sees no GPU (CI); run on a lent GPU machine with ``pytest test/test_cuda.py``.
 """
-import json
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.weights import build_model
 from pcnet_ros.training import train
 from pcnet_ros.training.metrics import psnr
+from pcnet_ros.training.run_log import read_run_log
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -77,7 +77,7 @@ def test_cuda_training_lowers_the_loss(pair_dir, tmp_path, precision):
     assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
                        "--model-size", "tiny", "--log-every", "1", "--eval-every", "20", "--quiet",
                        "--device", "cuda", "--steps", "40", "--val-every", "3", "--precision", precision]) == 0
-    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in read_run_log(out)]
     assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.02
     ck = torch.load(out / "last.pth", map_location="cpu", weights_only=False)
     assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())   # weights stay fp32

@@ -14,6 +14,7 @@ from pcnet_ros.training.losses import charbonnier, EdgeLoss, PCNetLoss, SSIM
 from pcnet_ros.training.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
 from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, load_pairs, RAINTRAINH_HOLD_EVERY, split_pairs,
                                       synthesize_pairs)
+from pcnet_ros.training.run_log import read_run_log, validations
 
 
 def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
@@ -22,7 +23,7 @@ def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
               "--model-size", "tiny", "--log-every", "1", "--eval-every", "1000", "--ckpt-every", "10", "--quiet",
               "--val-every", "3", "--device", "cpu", "--val-synth", "heavy"]
     assert train.main(common + ["--steps", "60"]) == 0
-    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in read_run_log(out)]
     assert len(losses) >= 60
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.02
     assert (out / "best.pth").is_file()                                  # validation ran at the last step
@@ -31,7 +32,25 @@ def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
     assert train.main(common + ["--steps", "70"]) == 0                   # resume, not restart
     ck = torch.load(out / "last.pth", weights_only=False)
     assert ck["state"]["step"] == 70
-    assert len((out / "log.jsonl").read_text().splitlines()) == len(losses) + 10   # steps 61..70
+    assert len(read_run_log(out)) == len(losses) + 10   # steps 61..70
+
+
+def test_a_resume_after_a_kill_logs_each_step_once(pair_dir, tmp_path):
+    """A killed run logged steps past its last checkpoint, maybe half a line: the resume drops them and goes on."""
+    out = tmp_path / "run"
+    args = ["--data", str(pair_dir), "--out", str(out), "--batch", "2", "--patch", "32", "--model-size", "tiny",
+            "--log-every", "1", "--eval-every", "1000", "--quiet", "--device", "cpu", "--val-every", "3"]
+    assert train.main(args + ["--steps", "6"]) == 0
+    with open(out / "log.jsonl", "a") as log:          # what a SIGKILL after step 8 leaves beside a step-6 checkpoint
+        log.write('{"step": 7, "loss": 0.1}\n{"step": 8, "loss": 0.1}\n{"step": 9, "lo')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert [r["step"] for r in read_run_log(out)] == [1, 2, 3, 4, 5, 6, 7, 8]   # the torn line is not read
+    assert train.main(args + ["--steps", "10"]) == 0
+    recs = read_run_log(out)
+    assert [r["step"] for r in recs] == list(range(1, 11))
+    assert all(r["loss"] != 0.1 for r in recs)                                  # steps 7 and 8 are the resume's
+    assert len((out / "log.jsonl").read_text().splitlines()) == 10             # and every line parses
 
 
 def test_lr_schedule_decays():
@@ -192,7 +211,7 @@ def test_min_gain_keeps_weights_that_beat_the_best_only_by_noise(pair_dir, tmp_p
     def run(name: str, min_gain: float) -> tuple[Path, Path, list[dict]]:
         out, export = tmp_path / name, tmp_path / f"{name}.pth"
         assert train.main(args + ["--out", str(out), "--export", str(export), "--min-gain", str(min_gain)]) == 0
-        return out, export, [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return out, export, read_run_log(out)
 
     out, export, recs = run("plain", 0.0)
     start = torch.load(out / "last.pth", weights_only=False)["state"]["history"][0]["score"]
@@ -244,7 +263,7 @@ def test_weight_average_is_validated_beside_the_weights_and_the_better_one_is_ex
             "--model-size", "tiny", "--eval-every", "5", "--quiet", "--device", "cpu", "--val-every", "3",
             "--ema", "0.8", "--export", str(export)]
     assert train.main(args + ["--steps", "20"]) == 0
-    recs = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "score" in r]
+    recs = [r for r in read_run_log(out) if "score" in r]
     assert [r["step"] for r in recs] == [5, 10, 15, 20]
     for r in recs:
         if r["weights"] == "ema":
@@ -273,7 +292,7 @@ def test_a_training_step_lowers_the_loss_in_either_precision(pair_dir, tmp_path,
     assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
                        "--model-size", "tiny", "--log-every", "1", "--eval-every", "1000", "--quiet",
                        "--device", "cpu", "--steps", "40", "--precision", precision]) == 0
-    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in read_run_log(out)]
     assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.02
     sd = torch.load(out / "last.pth", weights_only=False)["model"]
     assert all(v.dtype == torch.float32 for v in sd.values() if v.is_floating_point())   # weights stay fp32
@@ -360,7 +379,7 @@ def test_heavy_training_on_streaks_selects_on_the_validation_folders(pair_dir, t
                        "--val-data", str(held), "--val-every", "3"]) == 0
     meta = torch.load(out / "best.pth", weights_only=True)["meta"]
     assert meta["val_images"] == 3 and meta["val_data"] == [str(held)] and meta["streaks"]
-    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "val_psnr" in line]
+    logged = validations(out)
     assert logged and all("split_psnr" in r for r in logged)        # the held-out split is still reported
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 from pathlib import Path
 import shutil
@@ -35,6 +34,7 @@ from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       share_weights, split_pairs, synthesize_pairs)
+from pcnet_ros.training.run_log import append_record, open_run_log
 from pcnet_ros.training.streaks import StreakBank
 from pcnet_ros.training.transplant import rain_layer
 
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    log = open(args.out / "log.jsonl", "a")
+    log = open_run_log(args.out, state["step"])
     bar = progress_bar(total=args.steps, initial=state["step"], disable=args.quiet, unit="step", dynamic_ncols=True)
     t_start = time.time() - state["elapsed_s"]
     model.train()
@@ -356,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 checkpoint()
                 bank()
             if state["step"] % args.log_every == 0 or "val_psnr" in rec:
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                append_record(log, rec)
             if state["step"] % args.ckpt_every == 0:
                 checkpoint()
     except KeyboardInterrupt:
