@@ -35,6 +35,24 @@ def test_short_training_lowers_the_loss_and_resumes(pair_dir, tmp_path):
     assert len(read_run_log(out)) == len(losses) + 10   # steps 61..70
 
 
+def test_a_new_machine_continues_from_the_bank_exactly_where_an_unstopped_run_would_be(pair_dir, tmp_path):
+    """runs/ does not travel between machines; the committed bank does, with Adam, average, RNG and schedule."""
+    args = ["--data", str(pair_dir), "--batch", "4", "--patch", "32", "--lr", "2e-3", "--model-size", "tiny",
+            "--eval-every", "5", "--quiet", "--device", "cpu", "--val-every", "3", "--ema", "0.9"]
+    whole = tmp_path / "whole"
+    assert train.main(args + ["--out", str(whole), "--steps", "20"]) == 0
+    bank, first, second = tmp_path / "bank" / "run_last.pth", tmp_path / "first", tmp_path / "second"
+    assert train.main(args + ["--out", str(first), "--bank", str(bank), "--steps", "20", "--stop-at", "8"]) == 0
+    assert torch.load(bank, weights_only=False)["state"]["step"] == 8         # stopped between validations
+    assert train.main(args + ["--out", str(second), "--bank", str(bank), "--steps", "20"]) == 0   # a new machine
+    a, b = (torch.load(d / "last.pth", weights_only=False) for d in (whole, second))
+    assert b["state"]["step"] == 20 and [h["step"] for h in b["state"]["history"]] == [5, 10, 15, 20]
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert [h["score"] for h in a["state"]["history"]] == [h["score"] for h in b["state"]["history"]]
+    assert bank.read_bytes() == (second / "last.pth").read_bytes()      # the bank follows the second machine
+
+
 def test_a_resume_after_a_kill_logs_each_step_once(pair_dir, tmp_path):
     """A killed run logged steps past its last checkpoint, maybe half a line: the resume drops them and goes on."""
     out = tmp_path / "run"

@@ -12,7 +12,6 @@ with their provenance.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 from pathlib import Path
 import shutil
@@ -28,12 +27,13 @@ from tqdm import tqdm
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.model import PCNet
 from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights
-from pcnet_ros.paths import atomic_write
 from pcnet_ros.progress import progress_bar
+from pcnet_ros.training.checkpoint import bank as bank_checkpoint, fresh_state, load_checkpoint, save_checkpoint
 from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       share_weights, split_pairs, synthesize_pairs)
+from pcnet_ros.training.provenance import start_record, weights_meta
 from pcnet_ros.training.run_log import append_record, open_run_log
 from pcnet_ros.training.streaks import StreakBank
 from pcnet_ros.training.transplant import rain_layer
@@ -77,17 +77,6 @@ def train_step(forward, opt: torch.optim.Optimizer, loss_fn: PCNetLoss, rainy: t
     return total
 
 
-def start_record(path: Path, meta: dict) -> dict:
-    """What a fine-tune started from: the file's name and content digest (names repeat: every light run ships as
-    pcnet_light.pth), its score and length, and its own start, so the whole lineage travels with the weights."""
-    record = {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12],
-              "step": meta.get("step"), "train_hours": meta.get("train_hours"), "val_psnr_y": meta.get("val_psnr_y"),
-              "pixel_samples": meta.get("pixel_samples")}
-    if meta.get("fine_tuned_from"):
-        record["fine_tuned_from"] = meta["fine_tuned_from"]
-    return record
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pcnet-train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bank", type=Path,
                     help="a committable copy of last.pth, refreshed at every validation; resumed from when "
                          "OUT/last.pth is missing (a new machine)")
+    ap.add_argument("--stop-at", type=int, metavar="STEP",
+                    help="stop at this step of the --steps schedule (checkpoint and bank, as on SIGTERM); the "
+                         "same command without it continues the same schedule")
     ap.add_argument("--eval-every", type=int, default=500, help="validation PSNR every N steps")
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--log-every", type=int, default=20, help="write the loss to OUT/log.jsonl every N steps")
@@ -177,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--min-gain is a margin in dB, 0 or more: {args.min_gain}")
     if bool(args.transplant_from) != bool(args.transplant_prob):
         ap.error("--transplant-from and --transplant-prob go together")
+    if args.stop_at is not None and not 0 < args.stop_at <= args.steps:
+        ap.error(f"--stop-at is a step of the schedule, 1 to --steps ({args.steps}): {args.stop_at}")
     if args.accum < 1 or args.batch % args.accum:
         ap.error(f"--accum must divide --batch into equal chunks: --batch {args.batch}, --accum {args.accum}")
     train_paths, val_paths, counts, donors = [], [], [], []
@@ -216,19 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     averaged_engine = DerainEngine(averaged.module, device=str(device), channels_last=True) if averaged else None
 
     last = args.out / "last.pth"
-    state = {"step": 0, "best_psnr": -1.0, "elapsed_s": 0.0, "history": [], "pixel_samples": 0}
+    state = fresh_state()
     if not last.exists() and args.bank and args.bank.exists():
         shutil.copyfile(args.bank, last)
         print(f"no {last}: continuing from the banked checkpoint {args.bank}")
     if last.exists():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sampler.rng.bit_generator.state = ck["sampler_rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        state = {"pixel_samples": 0, **ck["state"]}
-        if averaged is not None and "ema" in ck:
-            averaged.load_state_dict(ck["ema"])          # else the average starts from here (--ema added later)
+        state = load_checkpoint(last, model, opt, sampler.rng, averaged)
         print(f"resuming {last} at step {state['step']} (best val PSNR {state['best_psnr']:.2f} dB)")
     elif args.init:
         meta = load_weights(model, resolve_weights(args.init))
@@ -246,16 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fine-tuning from {args.init}")
 
     def checkpoint() -> None:
-        ck = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-              "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-              "state": state, "args": {k: str(v) for k, v in vars(args).items()}}
-        if averaged is not None:
-            ck["ema"] = averaged.state_dict()
-        atomic_write(last, lambda tmp: torch.save(ck, tmp))
+        save_checkpoint(last, model, opt, sampler.rng, state, vars(args), averaged)
 
     def bank() -> None:
         if args.bank:
-            atomic_write(args.bank, lambda tmp: shutil.copyfile(last, tmp))
+            bank_checkpoint(last, args.bank)
 
     smoothed = {"data": 0.0, "compute": 0.0}                     # step times for the progress bar
 
@@ -287,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time() - state["elapsed_s"]
     model.train()
     try:
-        while state["step"] < args.steps and not stop["now"]:
+        while state["step"] < (args.stop_at or args.steps) and not stop["now"]:
             lr = lr_at(state["step"], args.steps, args.lr, warmup=args.warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -327,24 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                                          "ema_score": rec.get("ema_score")})
                 if psnr > state["best_psnr"] + args.min_gain:
                     state["best_psnr"] = psnr
-                    meta = {"step": state["step"], "val_psnr_y": round(s["psnr_out"], 3),
-                            "selection_score": round(psnr, 3),
-                            "split_psnr_y": round(s["split_psnr_out"], 3) if "split_psnr_out" in s else None,
-                            "val_ssim_y": round(s["ssim_out"], 4),
-                            "val_input_psnr_y": round(s["psnr_in"], 3), "val_images": len(select or val),
-                            "val_data": [str(d) for d in args.val_data] or None,
-                            "streaks": str(args.streaks) if args.streaks else None,
-                            "train_images": len(train_paths), "data": [str(d) for d in args.data],
-                            "data_share": args.data_share,
-                            "synth_prob": args.synth_prob, "synth_level": args.synth_level,
-                            "transplant_from": args.transplant_from or None,
-                            "transplant_prob": args.transplant_prob,
-                            "val_synth": args.val_synth, "fine_tuned_from": state.get("fine_tuned_from"),
-                            "train_hours": round(state["elapsed_s"] / 3600, 2), "device": str(device),
-                            "pixel_samples": state["pixel_samples"], "batch": args.batch, "accum": args.accum,
-                            "patch": args.patch,
-                            "aug": args.aug, "precision": args.precision, "schedule_steps": args.steps,
-                            "lr": args.lr, "weights": kind, "ema_decay": args.ema or None}
+                    meta = weights_meta(args, state, s, psnr, kind, len(select or val), len(train_paths),
+                                        str(device))
                     save_weights(best_model, args.out / "best.pth", meta)
                     if args.export:
                         save_weights(best_model, args.export, meta)
