@@ -2,6 +2,7 @@
 import hashlib
 import json
 from pathlib import Path
+import signal
 
 import numpy as np
 import pytest
@@ -40,7 +41,9 @@ def test_a_new_machine_continues_from_the_bank_exactly_where_an_unstopped_run_wo
     args = ["--data", str(pair_dir), "--batch", "4", "--patch", "32", "--lr", "2e-3", "--model-size", "tiny",
             "--eval-every", "5", "--quiet", "--device", "cpu", "--val-every", "3", "--ema", "0.9"]
     whole = tmp_path / "whole"
+    handler = signal.getsignal(signal.SIGTERM)
     assert train.main(args + ["--out", str(whole), "--steps", "20"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is handler                    # the caller's SIGTERM is its own again
     bank, first, second = tmp_path / "bank" / "run_last.pth", tmp_path / "first", tmp_path / "second"
     assert train.main(args + ["--out", str(first), "--bank", str(bank), "--steps", "20", "--stop-at", "8"]) == 0
     assert torch.load(bank, weights_only=False)["state"]["step"] == 8         # stopped between validations

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
               f"selection score {state['best_psnr']:.2f}")
 
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log = open_run_log(args.out, state["step"])
     bar = progress_bar(total=args.steps, initial=state["step"], disable=args.quiet, unit="step", dynamic_ncols=True)
     t_start = time.time() - state["elapsed_s"]
@@ -332,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         bank()
         bar.close()
         log.close()
+        signal.signal(signal.SIGTERM, previous_handler)      # a caller in the same process gets its SIGTERM back
     print(f"stopped at step {state['step']}/{args.steps}; best val Y-PSNR {state['best_psnr']:.2f} dB")
     return 0
 
