@@ -74,6 +74,44 @@ def test_a_resume_after_a_kill_logs_each_step_once(pair_dir, tmp_path):
     assert len((out / "log.jsonl").read_text().splitlines()) == 10             # and every line parses
 
 
+def _make_training_commands(*targets: str) -> list[list[str]]:
+    """The pcnet-train argument lists that `make TARGET` runs, as make itself expands them (a dry run)."""
+    import shlex
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(["make", "-n", "-o", ".venv/.installed", *targets], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.replace("\\\n", " ")
+    commands = [shlex.split(line) for line in out.splitlines() if "pcnet_ros.training.train" in line]
+    return [c[c.index("pcnet_ros.training.train") + 1:] for c in commands]
+
+
+def test_every_make_training_command_passes_the_argument_checks_and_the_readme_names_the_light_cycle():
+    """The Makefile's recipes run only in long sessions; a bad option there would surface hours later."""
+    commands = _make_training_commands("train-light", "train-heavy", "finetune-heavy")
+    assert len(commands) == 5
+    for argv in commands:
+        args = train.parse_args(argv)                                  # SystemExit on any bad combination
+        assert args.steps > 0 and args.out.parts[0] == "runs"
+    light = train.parse_args(_make_training_commands("train-light")[0])
+    cycle = f"{light.batch} of {light.patch}x{light.patch}"
+    root = Path(__file__).resolve().parent.parent
+    readme_line = next(line for line in (root / "README.md").read_text().splitlines()
+                       if line.startswith("make train-light"))
+    assert f"{cycle} as {light.accum} chunks" in readme_line, readme_line
+    assert f"batch {cycle}" in (root / "Makefile").read_text()
+    assert (root / light.init).is_file() and light.bank.parent.name == "checkpoints"
+
+
+def test_bad_argument_combinations_fail_before_any_data_loads():
+    for bad in (["--accum", "3"], ["--ema", "1.0"], ["--min-gain", "-1"], ["--stop-at", "0"],
+                ["--stop-at", "11"], ["--transplant-prob", "0.5"], ["--synth-prob", "2"],
+                ["--transplant-from", "elsewhere", "--transplant-prob", "0.5"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--data", "/nonexistent", "--out", "runs/x", "--batch", "8", "--steps", "10", *bad])
+    assert train.parse_args(["--data", "/nonexistent", "--out", "runs/x", "--steps", "10", "--stop-at", "10"])
+
+
 def test_lr_schedule_decays():
     assert train.lr_at(0, 100, 1e-3) == pytest.approx(1e-3)
     assert train.lr_at(50, 100, 1e-3) == pytest.approx(0.505e-3)

@@ -147,16 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with every check that needs no data: a bad combination fails before anything loads."""
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-
     data_dirs = [Path(f).resolve() for f in args.data]                 # "dir/", "./dir" and "dir" are one folder
-    donor_dirs = {Path(f).resolve() for f in args.transplant_from}
     unknown = [f for f in args.transplant_from if Path(f).resolve() not in data_dirs]
     if unknown:
         ap.error(f"--transplant-from {unknown[0]} is not a --data folder (its held-out pairs must stay held out)")
@@ -173,6 +168,18 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--stop-at is a step of the schedule, 1 to --steps ({args.steps}): {args.stop_at}")
     if args.accum < 1 or args.batch % args.accum:
         ap.error(f"--accum must divide --batch into equal chunks: --batch {args.batch}, --accum {args.accum}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    data_dirs = [Path(f).resolve() for f in args.data]
+    donor_dirs = {Path(f).resolve() for f in args.transplant_from}
     train_paths, val_paths, counts, donors = [], [], [], []
     for folder, resolved in zip(args.data, data_dirs):
         tr, va = split_pairs(list_pairs(folder), args.val_every)
@@ -184,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         weights = share_weights(counts, args.data_share) if args.data_share else None
     except ValueError as e:                  # a usage error: say so on the command line, not in a traceback
-        ap.error(f"--data-share: {e}")
+        build_parser().error(f"--data-share: {e}")
     if args.max_val:
         val_paths = val_paths[:args.max_val]
     streak_bank = StreakBank(args.streaks) if args.streaks else None
