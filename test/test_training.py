@@ -112,6 +112,46 @@ def test_bad_argument_combinations_fail_before_any_data_loads():
     assert train.parse_args(["--data", "/nonexistent", "--out", "runs/x", "--steps", "10", "--stop-at", "10"])
 
 
+def test_time_paused_with_sigtstp_is_not_training_time(pair_dir, tmp_path):
+    """Sessions pause the run to give tests both cores; the card's hours must not grow while it sleeps."""
+    import subprocess
+    import sys
+    import time
+
+    def wait_for(cond, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            time.sleep(0.05)
+        return False
+
+    out = tmp_path / "run"
+    with open(tmp_path / "train.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pcnet_ros.training.train", "--data", str(pair_dir), "--out",
+                                 str(out), "--batch", "2", "--patch", "32", "--model-size", "tiny", "--steps",
+                                 "100000", "--eval-every", "100000", "--log-every", "1", "--quiet", "--device", "cpu",
+                                 "--threads", "1"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: (out / "log.jsonl").exists() and len(read_run_log(out)) > 3, 120)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTSTP)
+        state = lambda: open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0]   # noqa: E731
+        assert wait_for(lambda: state() == "T", 10)                      # it stopped itself
+        logged = len(read_run_log(out))
+        time.sleep(6)
+        assert len(read_run_log(out)) == logged                          # and took no step meanwhile
+        proc.send_signal(signal.SIGCONT)
+        assert wait_for(lambda: len(read_run_log(out)) > logged + 3, 30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        wall = time.monotonic() - t0
+    finally:
+        proc.kill()
+    elapsed = torch.load(out / "last.pth", weights_only=False)["state"]["elapsed_s"]
+    assert 0 < elapsed < wall - 4, (elapsed, wall)                      # the 6 s asleep are not in it
+
+
 def test_lr_schedule_decays():
     assert train.lr_at(0, 100, 1e-3) == pytest.approx(1e-3)
     assert train.lr_at(50, 100, 1e-3) == pytest.approx(0.505e-3)

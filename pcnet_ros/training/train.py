@@ -34,6 +34,7 @@ from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       share_weights, split_pairs, synthesize_pairs)
 from pcnet_ros.training.provenance import start_record, weights_meta
+from pcnet_ros.training.run_clock import RunClock
 from pcnet_ros.training.run_log import append_record, open_run_log
 from pcnet_ros.training.streaks import StreakBank
 from pcnet_ros.training.transplant import rain_layer
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log = open_run_log(args.out, state["step"])
     bar = progress_bar(total=args.steps, initial=state["step"], disable=args.quiet, unit="step", dynamic_ncols=True)
-    t_start = time.time() - state["elapsed_s"]
+    clock = RunClock(state["elapsed_s"]).install()
     model.train()
     try:
         while state["step"] < (args.stop_at or args.steps) and not stop["now"]:
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 smoothed[k] = v if not smoothed[k] else 0.9 * smoothed[k] + 0.1 * v
             state["step"] += 1
             state["pixel_samples"] += args.batch * args.patch * args.patch
-            state["elapsed_s"] = time.time() - t_start
+            state["elapsed_s"] = clock.elapsed()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{state['best_psnr']:.2f}",
                             data=f"{smoothed['data']:.3f}s", compute=f"{smoothed['compute']:.3f}s")
@@ -340,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
         log.close()
         signal.signal(signal.SIGTERM, previous_handler)      # a caller in the same process gets its SIGTERM back
+        clock.restore()
     print(f"stopped at step {state['step']}/{args.steps}; best val Y-PSNR {state['best_psnr']:.2f} dB")
     return 0
 

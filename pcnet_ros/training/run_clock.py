@@ -1,0 +1,36 @@
+"""Training time as the weights card reports it: wall time with the run's pauses left out.
+
+A run paused so that tests get both cores (``kill -TSTP PID``, or Ctrl-Z in a terminal) stops
+itself until SIGCONT, and that time does not count. SIGSTOP cannot be caught, so time paused
+with it still counts.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+class RunClock:
+    """Seconds of training so far, resumed from ``already``; pauses on SIGTSTP between ``install`` and ``restore``."""
+
+    def __init__(self, already: float = 0.0) -> None:
+        self._start = time.monotonic() - already
+        self.paused_s = 0.0
+        self._previous = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start - self.paused_s
+
+    def _pause(self, *_) -> None:
+        t = time.monotonic()
+        os.kill(os.getpid(), signal.SIGSTOP)        # returns once SIGCONT arrives
+        self.paused_s += time.monotonic() - t
+
+    def install(self) -> "RunClock":
+        self._previous = signal.signal(signal.SIGTSTP, self._pause)
+        return self
+
+    def restore(self) -> None:
+        """Give the caller its own SIGTSTP handling back."""
+        signal.signal(signal.SIGTSTP, self._previous)
