@@ -23,6 +23,7 @@ def fresh_state() -> dict:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator,
                     state: dict, args: dict, averaged: AveragedModel | None = None) -> None:
+    """Everything a resume needs, with the command line that made it (as text, for the record)."""
     ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler_rng": rng.bit_generator.state,
           "torch_rng": torch.get_rng_state(), "state": state, "args": {k: str(v) for k, v in args.items()}}
     if averaged is not None:
@@ -44,6 +45,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     return {"pixel_samples": 0, **ck["state"]}        # runs from before pixel_samples was counted
 
 
-def bank(last: Path, bank_path: Path) -> None:
+def bank_checkpoint(last: Path, bank_path: Path) -> None:
     """Copy the checkpoint to the bank, atomically: the bank is committed and may be read at any moment."""
     atomic_write(bank_path, lambda tmp: shutil.copyfile(last, tmp))

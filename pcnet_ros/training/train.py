@@ -28,7 +28,7 @@ from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.model import PCNet
 from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights
 from pcnet_ros.progress import progress_bar
-from pcnet_ros.training.checkpoint import bank as bank_checkpoint, fresh_state, load_checkpoint, save_checkpoint
+from pcnet_ros.training.checkpoint import bank_checkpoint, fresh_state, load_checkpoint, save_checkpoint
 from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.losses import PCNetLoss
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
