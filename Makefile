@@ -29,7 +29,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pcnet_ros.tools.bench
 
-# Training runs under nice so that tests and benchmarks run meanwhile are not starved.  A run resumes
+# Training runs under nice so that tests and benchmarks run meanwhile are not starved; `kill -TSTP PID`
+# pauses it for them (until `kill -CONT PID`) and the pause does not count as training time.  A run resumes
 # from runs/*/last.pth, or on a new machine from the committed checkpoints/*_last.pth (weights, Adam
 # state, RNG, step): the same schedule continues.
 #  light: continues from the shipped weights at batch 256 of 224x224 (eight chunks of 32, --accum 8;
