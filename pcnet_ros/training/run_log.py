@@ -14,10 +14,10 @@ from pcnet_ros.paths import atomic_write
 LOG_NAME = "log.jsonl"
 
 
-def _complete_records(path: Path) -> list[tuple[str, dict]]:
+def _complete_records(text: str) -> list[tuple[str, dict]]:
     """Each whole line with its record; a last line cut short by a killed writer is left out."""
     out = []
-    for line in path.read_text().splitlines(keepends=True):
+    for line in text.splitlines(keepends=True):
         if not line.strip():
             continue
         if not line.endswith("\n"):
@@ -35,7 +35,7 @@ def open_run_log(out: Path, resume_step: int) -> TextIO:
     path = Path(out) / LOG_NAME
     if path.exists():
         text = path.read_text()
-        kept = "".join(line for line, rec in _complete_records(path) if rec.get("step", 0) <= resume_step)
+        kept = "".join(line for line, rec in _complete_records(text) if rec.get("step", 0) <= resume_step)
         if kept != text:
             atomic_write(path, lambda tmp: tmp.write_text(kept))
     return open(path, "a")
@@ -49,7 +49,7 @@ def append_record(log: TextIO, record: dict) -> None:
 
 def read_run_log(out: Path) -> list[dict]:
     """Every whole record of the run in OUT, oldest first (a torn last line is left out)."""
-    return [rec for _, rec in _complete_records(Path(out) / LOG_NAME)]
+    return [rec for _, rec in _complete_records((Path(out) / LOG_NAME).read_text())]
 
 
 def validations(out: Path) -> list[dict]:
