@@ -35,3 +35,14 @@ def test_conv_peak_measures_every_precision_asked_for():
     if openvino_available():
         both = conv_peak(cpu, repeats=1, precisions=("fp32", "bf16"))
         assert {"torch fp32", "openvino fp32", "openvino bf16"} <= set(both)
+
+
+def test_batch_row_times_every_batch_and_a_flip_averaged_frame(tiny_model):
+    from pcnet_ros.core.engine import DerainEngine
+    from pcnet_ros.tools.bench import bench_batches
+
+    engine = DerainEngine(tiny_model, device="cpu")
+    rows = bench_batches(engine, "480x320", repeats=1)
+    assert [r["batch"] for r in rows] == [1, 2, 4, "flip"]
+    assert rows[0]["vs_batch_1"] == 1.0 and all(r["ms_per_frame"] > 0 for r in rows)
+    assert engine.flip_average is False                       # the engine is left as it was found

@@ -73,3 +73,18 @@ def test_16_bit_input_to_jpeg_is_scaled_not_clipped(tmp_path, rng):
     out = cv2.imread(str(tmp_path / "out.jpg"))
     assert out.dtype == np.uint8 and (out == 255).mean() < 0.05
     assert abs(float(out.mean()) - float(img.mean()) / 257) < 60        # same brightness, in 8 bits
+
+
+def test_flip_average_flag_writes_the_flip_averaged_frame(tmp_path, rng):
+    from pcnet_ros.core.engine import DerainEngine
+    from pcnet_ros.core.weights import build_model
+
+    img = rng.integers(0, 256, size=(24, 37, 3), dtype=np.uint8)
+    _write(tmp_path / "a.png", img)
+    for flag, name in (("--flip-average", "flip.png"), (None, "plain.png")):
+        argv = [str(tmp_path / "a.png"), str(tmp_path / name), "--backend", "eager", "--device", "cpu"]
+        assert derain.main(argv + ([flag] if flag else [])) == 0
+    want = DerainEngine(build_model("light")[0], device="cpu", flip_average=True).derain(img, bgr=True).clean
+    got, plain = (cv2.imread(str(tmp_path / n)) for n in ("flip.png", "plain.png"))
+    assert np.abs(got.astype(int) - want).max() <= 1
+    assert np.abs(plain.astype(int) - want).max() > 1

@@ -207,3 +207,22 @@ def test_openvino_disk_cache_keeps_only_the_newest_models(rng, tmp_path, monkeyp
         DerainEngine(PCNet(n_feat=8, num_crb=1, num_rcab=1), device="cpu", backend="openvino")
     assert len(list((tmp_path / "openvino").glob("*.xml"))) == 2
     assert len(list((tmp_path / "openvino").glob("*.bin"))) == 2
+
+
+@pytest.mark.parametrize("backend", ["eager", "openvino"])
+def test_flip_average_is_the_mean_of_the_frame_and_its_mirror(tiny_model, rng, backend):
+    """Each frame of a batch gets the mean of its own answer and its mirror's answer mirrored back."""
+    pytest.importorskip(backend) if backend == "openvino" else None
+    plain = DerainEngine(tiny_model, device="cpu", backend=backend)
+    flip = DerainEngine(tiny_model, device="cpu", backend=backend, flip_average=True)
+    assert (plain.passes, flip.passes) == (1, 2) and "flip-averaged" in flip.describe()
+    x = torch.rand(2, 3, 30, 45, generator=torch.Generator().manual_seed(5))   # odd width: the crop must line up
+    with torch.inference_mode():
+        want = (plain.forward_tensor(x) + plain.forward_tensor(x.flip(-1)).flip(-1)) / 2
+        got = flip.forward_tensor(x)
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, want.clamp(0, 1), atol=1e-5, rtol=0)
+    assert (got - plain.forward_tensor(x)).abs().max() > 1e-3       # the mirror changes the answer
+    img = rng.integers(0, 256, (30, 45, 3), dtype=np.uint8)
+    res = flip.derain(img)
+    np.testing.assert_array_equal(res.clean.astype(np.int32) + res.residue, img)

@@ -449,3 +449,24 @@ def test_warmup_sizes_are_run_before_traffic(graph, tmp_path):
         assert messages[0] == "warming up (frames wait); waiting for a publisher", messages
     finally:
         assert proc.stop()[0] == 0
+
+
+def test_flip_average_parameter_reaches_the_published_frame(graph, tmp_path, engine, rng):
+    """flip_average: true publishes the mean of the frame's and its mirror's answers, and the start-up log says so."""
+    proc = NodeProcess({**_weights(), "device": "cpu", "torch_threads": 1, "warmup": False, "flip_average": True},
+                       "/flipavg", tmp_path)
+    node = graph.node("flipavg_pub")
+    pub = node.create_publisher(Image, "/flipavg/image_raw", 10)
+    out = Collector(graph.node("flipavg_sub"), "/flipavg/image_raw/derained")
+    try:
+        proc.wait_subscribed(node, "image_raw")
+        assert wait_until(lambda: out.sub.get_publisher_count() > 0, 20)
+        arr = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)
+        got, _ = image_codec.decode(_send_and_get(pub, out, image_msg(arr, "rgb8")))
+        mirrored = engine.derain(np.ascontiguousarray(arr[:, ::-1])).clean[:, ::-1]
+        want = (engine.derain(arr).clean.astype(np.float64) + mirrored) / 2
+        assert np.abs(got - want).max() <= 1                       # another process and rounding: one count
+        assert np.abs(got.astype(int) - engine.derain(arr).clean).max() > 1
+        assert "flip-averaged" in proc.log()
+    finally:
+        assert proc.stop()[0] == 0

@@ -88,6 +88,14 @@ def test_a_huge_frame_is_refused_before_it_costs_memory(worker):
     assert worker.admit(0, 8000, 8000, 3)                              # pass-through never runs the model
 
 
+def test_flip_averaging_counts_two_model_passes_against_the_memory_budget(worker):
+    worker.settings = Settings(max_frame_memory_mb=2000)
+    assert worker.admit(0, 1080, 1920, 3)                              # about 1.5 GB: one pass fits
+    worker.engine.flip_average = True
+    assert not worker.admit(0, 1080, 1920, 3)                          # about 2.9 GB: two do not
+    assert worker.stats[0].rejected["oversize"] == 1
+
+
 def test_inference_and_publish_errors_are_counted_and_survived(worker, rng, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("CUDA out of memory")

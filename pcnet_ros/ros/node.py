@@ -138,8 +138,9 @@ class Wiring:
         if meta.get("random"):
             log.error("RUNNING WITH RANDOM WEIGHTS (allow_random_weights=true): output is noise")
         self.engine = DerainEngine(model, device=v["device"], precision=v["precision"],
-                                   num_threads=v["torch_threads"] or None, backend=v["backend"])
-        log.info(f"PCNet on {self.engine.device} ({self.engine.backend}, {self.engine.precision}), "
+                                   num_threads=v["torch_threads"] or None, backend=v["backend"],
+                                   flip_average=v["flip_average"])
+        log.info(f"PCNet on {self.engine.device} ({self.engine.describe()}), "
                  f"weights: {meta.get('path', 'random')} (step {meta.get('step', '?')}, "
                  f"val {meta.get('val_psnr_y', '?')} dB)")
         decode = _decode_compressed if self._compressed_in else _decode_raw

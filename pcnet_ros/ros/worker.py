@@ -124,7 +124,7 @@ class DerainWorker:
             return None
         if s.oversize(h, w) and s.oversize_policy == "refuse":
             return f"{w}x{h} exceeds max_input_size {s.max_input_size} (oversize_policy refuse)"
-        need = estimate_frame_bytes(h, w, c, s.max_input_size) / 2**20
+        need = estimate_frame_bytes(h, w, c, s.max_input_size, self.engine.passes) / 2**20
         if need > s.max_frame_memory_mb:
             return (f"{w}x{h} would need about {need:.0f} MB, over max_frame_memory_mb {s.max_frame_memory_mb} "
                     f"(lower max_input_size or raise the budget)")

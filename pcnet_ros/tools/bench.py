@@ -208,21 +208,31 @@ def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, r
 
 
 def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 4)) -> list[dict]:
-    """Row (n): per-frame time of same-size batches, interleaved."""
+    """Row (n): per-frame time of same-size batches, and of one frame flip-averaged (``batch`` "flip"),
+    interleaved."""
     h, w = SIZES[size]
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(max(batches))]
-    times = {b: [] for b in batches}
-    for b in batches:
-        engine.derain_batch(frames[:b])                    # compile this batch shape outside the timing
-    for _ in range(repeats):
-        for b in batches:
+    kinds = [(b, False) for b in batches] + [(1, True)]
+    times = {k: [] for k in kinds}
+
+    def run(b: int, flip: bool) -> float:
+        engine.flip_average = flip
+        try:
             t0 = time.perf_counter()
             engine.derain_batch(frames[:b])
-            times[b].append((time.perf_counter() - t0) / b)
-    one = statistics.median(times[batches[0]])
-    return [{"batch": b, "ms_per_frame": statistics.median(times[b]) * 1e3,
-             "vs_batch_1": statistics.median(times[b]) / one} for b in batches]
+            return (time.perf_counter() - t0) / b
+        finally:
+            engine.flip_average = False
+
+    for k in kinds:
+        run(*k)                                            # compile this batch shape outside the timing
+    for _ in range(repeats):
+        for k in kinds:
+            times[k].append(run(*k))
+    one = statistics.median(times[(batches[0], False)])
+    return [{"batch": "flip" if flip else b, "ms_per_frame": statistics.median(times[(b, flip)]) * 1e3,
+             "vs_batch_1": statistics.median(times[(b, flip)]) / one} for b, flip in kinds]
 
 
 def _rss_mb(pid: int) -> float:
@@ -352,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vary-seconds", type=float, default=95.0, help="duration of row (e), random sizes")
     ap.add_argument("--skip-node", action="store_true")
     ap.add_argument("--json", type=Path, default=Path("out/bench.json"))
-    add_engine_args(ap, backend_default=None, backend_help="backend for the node rows (default: the fastest in (a))")
+    add_engine_args(ap, backend_default=None, backend_help="backend for the node rows (default: the fastest in (a))",
+                    flip_average=False)
     args = ap.parse_args(argv)
     args.device = str(resolve_device(args.device))
     keep_dds_local()
@@ -386,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = bench_batches(variants[fastest["variant"]][1], sizes[0], args.repeats)
     result["batches"] = batches
     print(f"\n(n) batches of same-size frames, {fastest['variant']}, {sizes[0]}: " + ", ".join(
-        f"batch {b['batch']}: {b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x)" for b in batches))
+        f"{'one frame flip-averaged' if b['batch'] == 'flip' else 'batch ' + str(b['batch'])}: "
+        f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x)" for b in batches))
     if not args.skip_node:
         cands = [r for r in rows if r["size"] == args.node_size and variants[r["variant"]][1] is not None
                  and r["variant"].endswith("fp32")]

@@ -24,8 +24,8 @@ class ToolError(RuntimeError):
 
 
 def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "auto",
-                    backend_help: str = "inference backend") -> None:
-    """--weights --device --backend --precision --threads, alike in every tool."""
+                    backend_help: str = "inference backend", flip_average: bool = True) -> None:
+    """--weights --device --backend --batch --precision --threads [--flip-average], alike in every tool."""
     g = ap.add_argument_group("model")
     g.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -35,6 +35,9 @@ def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, b
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp16 on CUDA; bf16 on CUDA or with openvino on a bf16 CPU")
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    if flip_average:
+        g.add_argument("--flip-average", action="store_true",
+                       help="also run each frame mirrored and average the two: twice the model work, a cleaner frame")
     if random_weights:
         g.add_argument("--random-weights", action="store_true",
                        help="ignore --weights and run an untrained model (plumbing tests only; output is noise)")
@@ -48,7 +51,7 @@ def engine_from_args(args: argparse.Namespace) -> DerainEngine:
         if meta.get("random"):
             logging.warning("RUNNING WITH RANDOM WEIGHTS: output is meaningless")
         return DerainEngine(model, device=args.device, precision=args.precision, backend=args.backend,
-                            num_threads=args.threads or None)
+                            num_threads=args.threads or None, flip_average=args.flip_average)
     except (WeightsError, ValueError, RuntimeError) as exc:
         raise ToolError(str(exc)) from None
 
