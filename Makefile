@@ -33,8 +33,9 @@ bench: $(STAMP)
 # pauses it for them (until `kill -CONT PID`) and the pause does not count as training time.  A run resumes
 # from runs/*/last.pth, or on a new machine from the committed checkpoints/*_last.pth (weights, Adam
 # state, RNG, step): the same schedule continues.
-#  light: continues from the shipped weights at batch 256 of 224x224 (eight chunks of 32, --accum 8;
-#         about 12 GB), a 1,000-step cosine from 2e-4, flips only, half the patches carrying another
+#  light: continues from the shipped weights at batch 256 of 256x256 (eight chunks of 32, --accum 8;
+#         about 13 GB), the first 600 steps of a 1,000-step cosine from 2e-4 (the last three cycles each
+#         peaked at step 600; steps 600-1,000 added nothing), flips only, half the patches carrying another
 #         pair's real rain, a moving average of the weights (--ema 0.995) validated beside them, bf16
 #         autocast where the CPU has native bf16, else fp32.  Each validation exports to
 #         weights/pcnet_light.pth only when it beats the best so far by more than 0.01 dB (--min-gain).
@@ -53,11 +54,11 @@ NICE ?= nice -n 10
 TRAIN_PRECISION ?= $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)
 DATA ?= ../shared/data
 train-light: $(STAMP)
-	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_b256p224 \
-	  --steps 1000 --batch 256 --accum 8 --patch 224 --lr 2e-4 --warmup 80 --aug flips --eval-every 200 \
-	  --compile --threads 2 --ema 0.995 --precision $(TRAIN_PRECISION) --transplant-from $(DATA)/rain100l-train \
-	  --transplant-prob 0.5 --init weights/pcnet_light.pth --bank checkpoints/light_b256p224_last.pth \
-	  --min-gain 0.01 --export weights/pcnet_light.pth
+	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --out runs/light_b256p256 \
+	  --steps 1000 --stop-at 600 --batch 256 --accum 8 --patch 256 --lr 2e-4 --warmup 80 --aug flips \
+	  --eval-every 200 --compile --threads 2 --ema 0.995 --precision $(TRAIN_PRECISION) \
+	  --transplant-from $(DATA)/rain100l-train --transplant-prob 0.5 --init weights/pcnet_light.pth \
+	  --bank checkpoints/light_b256p256_last.pth --min-gain 0.01 --export weights/pcnet_light.pth
 
 train-heavy: $(STAMP)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data $(DATA)/rain100l-train --data $(DATA)/pcnet-train \

@@ -99,6 +99,8 @@ def test_every_make_training_command_passes_the_argument_checks_and_the_readme_n
     readme_line = next(line for line in (root / "README.md").read_text().splitlines()
                        if line.startswith("make train-light"))
     assert f"{cycle} as {light.accum} chunks" in readme_line, readme_line
+    if light.stop_at:
+        assert f"the first {light.stop_at} steps of a {light.steps}-step cosine" in readme_line, readme_line
     assert f"batch {cycle}" in (root / "Makefile").read_text()
     assert (root / light.init).is_file() and light.bank.parent.name == "checkpoints"
 
