@@ -34,7 +34,7 @@ bench: $(STAMP)
 # from runs/*/last.pth, or on a new machine from the committed checkpoints/*_last.pth (weights, Adam
 # state, RNG, step): the same schedule continues.
 #  light: continues from the shipped weights at batch 256 of 256x256 (eight chunks of 32, --accum 8;
-#         about 13 GB), the first 600 steps of a 1,000-step cosine from 2e-4 (the last three cycles each
+#         about 14 GB), the first 600 steps of a 1,000-step cosine from 2e-4 (the last three cycles each
 #         peaked at step 600; steps 600-1,000 added nothing), flips only, half the patches carrying another
 #         pair's real rain, a moving average of the weights (--ema 0.995) validated beside them, bf16
 #         autocast where the CPU has native bf16, else fp32.  Each validation exports to
