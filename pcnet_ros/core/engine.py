@@ -203,8 +203,8 @@ class DerainEngine:
         """N,3,H,W float in [0, 1] (any size) -> clean N,3,H,W float in [0, 1].
 
         With ``flip_average`` the frames and their mirror images run as one batch of 2N and the two answers are
-        averaged: twice the model work for a cleaner frame (+0.27 dB on the held-out split, all 20 images better),
-        for offline work or a GPU with time to spare.
+        averaged: twice the model work for a cleaner frame (measured in README, *Flip averaging*), for offline work
+        or a GPU with time to spare.
         """
         x = x.to(self.device, dtype=self.dtype, non_blocking=True)
         n = x.shape[0]
