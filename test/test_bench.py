@@ -46,3 +46,15 @@ def test_batch_row_times_every_batch_and_a_flip_averaged_frame(tiny_model):
     assert [r["batch"] for r in rows] == [1, 2, 4, "flip"]
     assert rows[0]["vs_batch_1"] == 1.0 and all(r["ms_per_frame"] > 0 for r in rows)
     assert engine.flip_average is False                       # the engine is left as it was found
+    assert all("of_peak" not in r for r in rows)              # no work or peak given: no fraction to claim
+
+
+def test_batch_rows_count_their_work_against_the_peak(tiny_model):
+    from pcnet_ros.core.engine import DerainEngine
+    from pcnet_ros.tools.bench import bench_batches
+
+    rows = bench_batches(DerainEngine(tiny_model, device="cpu"), "480x320", repeats=1, work_gflop=2.0, peak=50.0)
+    for r in rows:
+        passes = 2 if r["batch"] == "flip" else 1               # a flip-averaged frame is two passes of work
+        assert r["gflops"] == pytest.approx(passes * 2.0 / (r["ms_per_frame"] / 1e3))
+        assert r["of_peak"] == pytest.approx(r["gflops"] / 50.0)

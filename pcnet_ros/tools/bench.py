@@ -7,7 +7,8 @@ Rows:
   (a) each engine backend (and precision) vs a plain eager fp32 PyTorch run of the same weights on the same
       frames: speed-up, max |difference|, PSNR against the fp32 output, GFLOP/s and its fraction of
   (p) this machine's achievable convolution throughput: a large dense 3x3 convolution in each framework;
-  (n) per-frame cost of batches of 1, 2 and 4 frames (cameras of a rig), best backend;
+  (n) per-frame cost of batches of 1, 2 and 4 frames (cameras of a rig), best backend, and the fraction of
+      (p) each reaches;
   (b) the node's frames/s over DDS under a flood vs the engine alone: ratio;
   (c) the node's p95 end-to-end latency under a 30 Hz flood / one inference time;
   (d) node RSS at the start and end of the flood: growth in %;
@@ -207,9 +208,12 @@ def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, r
     return rows
 
 
-def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 4)) -> list[dict]:
+def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 4), work_gflop: float = 0.0,
+                  peak: float = 0.0) -> list[dict]:
     """Row (n): per-frame time of same-size batches, and of one frame flip-averaged (``batch`` "flip"),
-    interleaved."""
+    interleaved. Given one frame's work and the peak of the engine's precision, each row also has its
+    GFLOP/s and fraction of that peak, a flip-averaged frame counting two passes: a rig's cameras run
+    batched, so their per-frame throughput is what the node gets."""
     h, w = SIZES[size]
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(max(batches))]
@@ -231,8 +235,15 @@ def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 
         for k in kinds:
             times[k].append(run(*k))
     one = statistics.median(times[(batches[0], False)])
-    return [{"batch": "flip" if flip else b, "ms_per_frame": statistics.median(times[(b, flip)]) * 1e3,
-             "vs_batch_1": statistics.median(times[(b, flip)]) / one} for b, flip in kinds]
+    rows = []
+    for b, flip in kinds:
+        med = statistics.median(times[(b, flip)])
+        row = {"batch": "flip" if flip else b, "ms_per_frame": med * 1e3, "vs_batch_1": med / one}
+        if work_gflop and peak:
+            row["gflops"] = (2 if flip else 1) * work_gflop / med
+            row["of_peak"] = row["gflops"] / peak
+        rows.append(row)
+    return rows
 
 
 def _rss_mb(pid: int) -> float:
@@ -394,11 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {"engine": rows, "conv_peak_gflops": peaks, "pcnet_gflop": gflop}
     fastest = max((r for r in rows if r["size"] == sizes[0] and variants[r["variant"]][1] is not None),
                   key=lambda r: r["speedup"])
-    batches = bench_batches(variants[fastest["variant"]][1], sizes[0], args.repeats)
+    batches = bench_batches(variants[fastest["variant"]][1], sizes[0], args.repeats,
+                            work_gflop=gflop[sizes[0]]["clean"], peak=peak_for(peaks, precision_of(fastest["variant"])))
     result["batches"] = batches
     print(f"\n(n) batches of same-size frames, {fastest['variant']}, {sizes[0]}: " + ", ".join(
         f"{'one frame flip-averaged' if b['batch'] == 'flip' else 'batch ' + str(b['batch'])}: "
-        f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x)" for b in batches))
+        f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x, {b['of_peak']:.0%} of peak)" for b in batches))
     if not args.skip_node:
         cands = [r for r in rows if r["size"] == args.node_size and variants[r["variant"]][1] is not None
                  and r["variant"].endswith("fp32")]
