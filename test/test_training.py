@@ -1,4 +1,5 @@
 """Training loop, losses, rain synthesis and evaluation on small real fixtures."""
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -88,9 +89,13 @@ def _make_training_commands(*targets: str) -> list[list[str]]:
 
 def test_every_make_training_command_passes_the_argument_checks_and_the_readme_names_the_light_cycle():
     """The Makefile's recipes run only in long sessions; a bad option there would surface hours later."""
-    commands = _make_training_commands("train-light", "train-heavy", "finetune-heavy")
-    assert len(commands) == 5
+    commands = _make_training_commands("train-light", "train-heavy", "finetune-heavy", "heavy-b128")
+    assert len(commands) == 6
+    repeatable = {o for a in train.build_parser()._actions if isinstance(a, argparse._AppendAction)
+                  for o in a.option_strings}                           # --data, --val-data, ...
     for argv in commands:
+        options = [a for a in argv if a.startswith("--") and a not in repeatable]
+        assert len(options) == len(set(options)), f"an option given twice (the last silently wins): {argv}"
         args = train.parse_args(argv)                                  # SystemExit on any bad combination
         assert args.steps > 0 and args.out.parts[0] == "runs"
     light = train.parse_args(_make_training_commands("train-light")[0])
