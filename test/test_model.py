@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from pcnet_ros.core.model import CleanOutput, count_parameters, PCNet, SIZE_MULTIPLE
@@ -53,6 +54,47 @@ def test_clean_path_equals_forward_and_skips_the_rain_reconstruction():
     with torch.inference_mode():
         full = m(x)[0]
         called.clear()
-        clean = CleanOutput(m)(x)
+        clean = m.clean(x)
     assert torch.equal(clean, full)
     assert called == ["UP_B", "rrb.recon_B"]
+
+
+def test_the_exported_form_gives_the_same_numbers_to_rounding():
+    """What the exporters trace (CleanOutput) is each CRB rewritten to fuse better: another order of
+    operations, the same function."""
+    torch.manual_seed(0)
+    m = PCNet(n_feat=16, num_crb=3, num_rcab=1).eval()
+    with torch.no_grad():
+        m.model.crm.body[0].act1.weight.fill_(-0.3)          # a negative slope too: PReLU, not a ReLU shortcut
+    x = torch.rand(2, 3, 8 * SIZE_MULTIPLE, 5 * SIZE_MULTIPLE)
+    with torch.inference_mode():
+        full = m(x)[0]
+        exported_form = CleanOutput(m)(x)
+    assert not torch.equal(exported_form, full)
+    torch.testing.assert_close(exported_form, full, rtol=0, atol=1e-5)
+
+
+def test_openvino_runs_fewer_layers_for_the_exported_form():
+    """The point of the rewrite: OpenVINO fuses the PReLU after each CRB's up-convolution into the residual
+    add, and the exchange into fewer elementwise passes, so fewer layers run a frame."""
+    ov = pytest.importorskip("openvino")
+    import collections
+    import warnings
+
+    torch.manual_seed(0)
+    crbs = 3
+    m = PCNet(n_feat=16, num_crb=crbs, num_rcab=1).eval()
+    shape = (1, 3, 160, 160)
+    executed = []
+    for module in (CleanOutput(m, fusable=False), CleanOutput(m)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")              # torch.jit.trace's deprecation, as in export.py
+            graph = ov.convert_model(module, example_input=torch.zeros(shape), input=[ov.PartialShape(shape)])
+        request = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True}
+                                          ).create_infer_request()
+        request.infer({0: torch.rand(shape).numpy()})
+        executed.append(collections.Counter(p.node_type for p in request.profiling_info
+                                            if p.status == p.Status.EXECUTED))
+    authors, exported = executed
+    assert authors["LeakyRelu"] - exported["LeakyRelu"] == crbs
+    assert sum(exported.values()) <= sum(authors.values()) - crbs

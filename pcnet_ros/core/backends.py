@@ -25,7 +25,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import torch
 
-from pcnet_ros.core.model import CleanOutput, PCNet
+from pcnet_ros.core.model import CLEAN_GRAPH, CleanOutput, PCNet
 
 BACKENDS = ("auto", "eager", "compile", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -124,7 +124,8 @@ def onnx_graph(model: PCNet) -> bytes:
     network), then read from disk."""
     from pcnet_ros.core.export import OPSET, onnx_bytes
 
-    path = cache_dir() / "onnx" / f"pcnet-clean-{_weights_digest(model)}-torch{torch.__version__}-opset{OPSET}.onnx"
+    name = f"pcnet-{CLEAN_GRAPH}-{_weights_digest(model)}-torch{torch.__version__}-opset{OPSET}.onnx"
+    path = cache_dir() / "onnx" / name
 
     def load(p: Path) -> bytes:
         import onnx
@@ -194,7 +195,8 @@ def openvino_model(model: PCNet):
     from pcnet_ros.core.export import openvino_graph
 
     core = ov.Core()
-    path = cache_dir() / "openvino" / f"pcnet-clean-{_weights_digest(model)}-ov{ov.__version__.split('-')[0]}.xml"
+    name = f"pcnet-{CLEAN_GRAPH}-{_weights_digest(model)}-ov{ov.__version__.split('-')[0]}.xml"
+    path = cache_dir() / "openvino" / name
     return disk_cached(path, lambda p: core.read_model(str(p)), lambda: openvino_graph(model),
                        lambda m, p: ov.save_model(m, str(p), compress_to_fp16=False))
 
