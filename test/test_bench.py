@@ -1,4 +1,6 @@
 """pcnet-bench's work count: GFLOP/s and the fraction of peak are only as true as the FLOPs they divide."""
+import time
+
 import pytest
 import torch
 
@@ -49,12 +51,30 @@ def test_batch_row_times_every_batch_and_a_flip_averaged_frame(tiny_model):
     assert all("of_peak" not in r for r in rows)              # no work or peak given: no fraction to claim
 
 
-def test_batch_rows_count_their_work_against_the_peak(tiny_model):
+def test_batch_rows_count_their_work_against_the_peak_timed_beside_them(tiny_model):
     from pcnet_ros.core.engine import DerainEngine
     from pcnet_ros.tools.bench import bench_batches
 
-    rows = bench_batches(DerainEngine(tiny_model, device="cpu"), "480x320", repeats=1, work_gflop=2.0, peak=50.0)
+    peak = (lambda: time.sleep(0.01), 0.5)                    # at most 50 GFLOP/s: it sleeps 10 ms or more
+    rows = bench_batches(DerainEngine(tiny_model, device="cpu"), "480x320", repeats=2, work_gflop=2.0, peak=peak)
     for r in rows:
         passes = 2 if r["batch"] == "flip" else 1               # a flip-averaged frame is two passes of work
         assert r["gflops"] == pytest.approx(passes * 2.0 / (r["ms_per_frame"] / 1e3))
-        assert r["of_peak"] == pytest.approx(r["gflops"] / 50.0)
+        assert 25.0 < r["peak_gflops"] <= 50.0
+        assert r["of_peak"] == pytest.approx(r["gflops"] / r["peak_gflops"])
+
+
+def test_engine_rows_divide_by_the_peak_measured_in_their_own_loop(tiny_model):
+    from pcnet_ros.core.engine import DerainEngine
+    from pcnet_ros.tools.bench import _baseline, _engine_fn, bench_engine
+
+    calls = []
+    peaks = {"torch fp32": (lambda: (calls.append(1), time.sleep(0.005)), 1.0)}     # at most 200 GFLOP/s
+    engine = DerainEngine(tiny_model, device="cpu")
+    variants = {"baseline eager fp32": (_baseline(tiny_model), None), "eager fp32": (_engine_fn(engine), engine)}
+    gflop = {"480x320": {"full": 3.0, "clean": 2.0}}
+    rows, measured = bench_engine(variants, {}, ["480x320"], "cpu", 3, peaks, gflop)
+    assert len(calls) == 1 + 2 * 3                             # warmed once, then twice a round, one timed
+    assert 100.0 < measured["480x320"]["torch fp32"] <= 200.0
+    for r in rows:
+        assert r["of_peak"] == pytest.approx(r["gflops"] / measured["480x320"]["torch fp32"])

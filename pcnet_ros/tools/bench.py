@@ -6,7 +6,8 @@
 Rows:
   (a) each engine backend (and precision) vs a plain eager fp32 PyTorch run of the same weights on the same
       frames: speed-up, max |difference|, PSNR against the fp32 output, GFLOP/s and its fraction of
-  (p) this machine's achievable convolution throughput: a large dense 3x3 convolution in each framework;
+  (p) this machine's achievable convolution throughput: a large dense 3x3 convolution in each framework,
+      timed interleaved with the rows of (a) and (n) so that each fraction divides numbers of one moment;
   (n) per-frame cost of batches of 1, 2 and 4 frames (cameras of a rig), best backend, and the fraction of
       (p) each reaches;
   (b) the node's frames/s over DDS under a flood vs the engine alone: ratio;
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,12 +86,13 @@ def pcnet_gflop(model: PCNet, h: int, w: int, clean_only: bool = False) -> float
     return sum(flops) / 1e9
 
 
-def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...] = ("fp32",)) -> dict[str, float]:
-    """GFLOP/s of a large dense 3x3 convolution (128 -> 128 channels, 128x128), per framework and precision.
+def peak_runs(device: torch.device, precisions: tuple[str, ...] = ("fp32",)) -> dict[str, tuple[Callable, float]]:
+    """A large dense 3x3 convolution (128 -> 128 channels, 128x128) per framework and precision, as
+    "framework precision" -> (run function, its GFLOP). Rows (a) and (n) run these interleaved with their
+    variants, so a row's fraction of peak divides two numbers measured under the same load.
 
-    Keys are "framework precision". A bf16 or fp16 row is judged against the peak of its own precision:
-    on a CPU with native bf16 that peak is well above the fp32 one (1.45-1.66x on the seventh session's EPYC),
-    so one shared peak would flatter it.
+    A bf16 or fp16 row is judged against the peak of its own precision: on a CPU with native bf16 that peak is
+    well above the fp32 one (1.45-1.66x on the seventh session's EPYC), so one shared peak would flatter it.
     """
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval().to(device)
     x = torch.rand(1, 128, 128, 128, device=device)
@@ -101,21 +104,25 @@ def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...
             cl = copy.deepcopy(conv).to(dtype=dtype, memory_format=torch.channels_last)
             xc = x.to(dtype).contiguous(memory_format=torch.channels_last)
 
-            def torch_run():
+            def torch_run(cl=cl, xc=xc):
                 with torch.inference_mode():
                     cl(xc)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-            out[f"torch {precision}"] = gflop / _median_time(torch_run, repeats)
+            out[f"torch {precision}"] = (torch_run, gflop)
         if device.type == "cpu" and openvino_available() and precision in OPENVINO_HINT:
             import openvino as ov
 
             net = ov.Core().compile_model(ov.convert_model(copy.deepcopy(conv), example_input=x), "CPU",
                                           {"INFERENCE_PRECISION_HINT": OPENVINO_HINT[precision],
                                            "PERFORMANCE_HINT": "LATENCY"})
-            xn = x.numpy()
-            out[f"openvino {precision}"] = gflop / _median_time(lambda: net(xn), repeats)
+            out[f"openvino {precision}"] = ((lambda net=net, xn=x.numpy(): net(xn)), gflop)
     return out
+
+
+def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...] = ("fp32",)) -> dict[str, float]:
+    """GFLOP/s of each of ``peak_runs``, timed on its own."""
+    return {k: gflop / _median_time(fn, repeats) for k, (fn, gflop) in peak_runs(device, precisions).items()}
 
 
 def precision_of(name: str) -> str:
@@ -171,77 +178,95 @@ def engine_variants(weights: str, backends: list[str], device: str) -> tuple[dic
     return variants, setup_s
 
 
+def _interleaved(fns: dict, repeats: int, sync: bool = False) -> dict[str, float]:
+    """Median seconds of each function, run in turn AABBCC... so that noise hits all of them alike; only the
+    second call of each pair is timed. A call right after another network's runs cold (its threads, caches):
+    measured on 2 cores, the 8 ms peak convolution then read half its throughput, which no node sees, since a
+    node runs one network back to back."""
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            f()
+            if sync:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            f()
+            if sync:
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, repeats: int,
-                 peaks: dict[str, float], gflop: dict[str, dict[str, float]]) -> list[dict]:
-    """Row (a): interleaved timing of the baseline and each variant, per size; GFLOP/s counts the work each
-    does (``gflop[size]["full"]`` for the baseline's full forward, ``["clean"]`` for the engines), and
-    the fraction of peak divides by the peak of the row's own precision."""
-    rows = []
+                 peaks: dict[str, tuple[Callable, float]], gflop: dict[str, dict[str, float]]
+                 ) -> tuple[list[dict], dict[str, dict[str, float]]]:
+    """Row (a): interleaved timing of the baseline, each variant and each peak convolution (``peak_runs``), per
+    size; GFLOP/s counts the work each does (``gflop[size]["full"]`` for the baseline's full forward,
+    ``["clean"]`` for the engines), and the fraction of peak divides by the peak of the row's own precision
+    measured in the same loop. Returns the rows and, per size, the peaks measured."""
+    rows, measured = [], {}
     dev = torch.device(device)
     for size in sizes:
         h, w = SIZES[size]
         x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
         ref = variants["baseline eager fp32"][0](x).float()
-        times = {k: [] for k in variants}
         diffs, psnrs, first = {}, {}, {}
         for k, (f, _) in variants.items():                 # warm-up (and compile) outside the timing
             t0 = time.perf_counter()
             y = f(x).float()
             first[k] = time.perf_counter() - t0 + setup_s.get(k, 0.0)
             diffs[k], psnrs[k] = (y - ref).abs().max().item(), _psnr(y, ref)
-        for _ in range(repeats):                            # interleaved: noise hits all variants alike
-            for k, (f, _) in variants.items():
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                f(x)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                times[k].append(time.perf_counter() - t0)
-        base = statistics.median(times["baseline eager fp32"])
+        for fn, _ in peaks.values():
+            fn()
+        fns = {k: (lambda f=f: f(x)) for k, (f, _) in variants.items()} | {f"peak {k}": fn for k, (fn, _) in
+                                                                           peaks.items()}
+        med = _interleaved(fns, repeats, sync=dev.type == "cuda")
+        here = measured[size] = {k: g / med[f"peak {k}"] for k, (_, g) in peaks.items()}
+        base = med["baseline eager fp32"]
         for k in variants:
-            med = statistics.median(times[k])
             work = gflop[size]["full" if variants[k][1] is None else "clean"]
-            rows.append({"size": size, "variant": k, "ms": med * 1e3, "fps": 1 / med, "speedup": base / med,
-                         "max_abs_diff": diffs[k], "psnr_vs_fp32": psnrs[k], "first_call_s": first[k],
-                         "gflops": work / med, "of_peak": work / med / peak_for(peaks, precision_of(k))})
-    return rows
+            rows.append({"size": size, "variant": k, "ms": med[k] * 1e3, "fps": 1 / med[k],
+                         "speedup": base / med[k], "max_abs_diff": diffs[k], "psnr_vs_fp32": psnrs[k],
+                         "first_call_s": first[k], "gflops": work / med[k],
+                         "of_peak": work / med[k] / peak_for(here, precision_of(k))})
+    return rows, measured
 
 
 def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 4), work_gflop: float = 0.0,
-                  peak: float = 0.0) -> list[dict]:
+                  peak: tuple[Callable, float] | None = None) -> list[dict]:
     """Row (n): per-frame time of same-size batches, and of one frame flip-averaged (``batch`` "flip"),
-    interleaved. Given one frame's work and the peak of the engine's precision, each row also has its
-    GFLOP/s and fraction of that peak, a flip-averaged frame counting two passes: a rig's cameras run
-    batched, so their per-frame throughput is what the node gets."""
+    interleaved. Given one frame's work and the peak convolution of the engine's precision (run function and
+    GFLOP, from ``peak_runs``, timed in the same loop), each row also has its GFLOP/s and fraction of that
+    peak, a flip-averaged frame counting two passes: a rig's cameras run batched, so their per-frame
+    throughput is what the node gets."""
     h, w = SIZES[size]
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(max(batches))]
     kinds = [(b, False) for b in batches] + [(1, True)]
-    times = {k: [] for k in kinds}
 
-    def run(b: int, flip: bool) -> float:
+    def run(b: int, flip: bool) -> None:
         engine.flip_average = flip
         try:
-            t0 = time.perf_counter()
             engine.derain_batch(frames[:b])
-            return (time.perf_counter() - t0) / b
         finally:
             engine.flip_average = False
 
-    for k in kinds:
-        run(*k)                                            # compile this batch shape outside the timing
-    for _ in range(repeats):
-        for k in kinds:
-            times[k].append(run(*k))
-    one = statistics.median(times[(batches[0], False)])
+    fns = {k: (lambda k=k: run(*k)) for k in kinds}
+    if peak:
+        fns["peak"] = peak[0]
+    for f in fns.values():
+        f()                                                # compile this batch shape outside the timing
+    med = _interleaved(fns, repeats)
+    per_frame = {k: med[k] / k[0] for k in kinds}
+    one = per_frame[(batches[0], False)]
     rows = []
     for b, flip in kinds:
-        med = statistics.median(times[(b, flip)])
-        row = {"batch": "flip" if flip else b, "ms_per_frame": med * 1e3, "vs_batch_1": med / one}
+        t = per_frame[(b, flip)]
+        row = {"batch": "flip" if flip else b, "ms_per_frame": t * 1e3, "vs_batch_1": t / one}
         if work_gflop and peak:
-            row["gflops"] = (2 if flip else 1) * work_gflop / med
-            row["of_peak"] = row["gflops"] / peak
+            row["gflops"] = (2 if flip else 1) * work_gflop / t
+            row["peak_gflops"] = peak[1] / med["peak"]
+            row["of_peak"] = row["gflops"] / row["peak_gflops"]
         rows.append(row)
     return rows
 
@@ -388,13 +413,15 @@ def main(argv: list[str] | None = None) -> int:
              for size in sizes}
     variants, setup_s = engine_variants(args.weights, args.backends, args.device)
     precisions = tuple(dict.fromkeys(precision_of(k) for k in variants))
-    peaks = conv_peak(dev, args.repeats, precisions)
-    print("\n(p) achievable convolution throughput (dense 3x3, 128 -> 128 channels, 128x128): " +
-          ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()) + "; peak taken as " +
-          ", ".join(f"{p} {peak_for(peaks, p):.1f}" for p in precisions) + " GFLOP/s")
+    peaks = peak_runs(dev, precisions)
+    rows, measured = bench_engine(variants, setup_s, sizes, args.device, args.repeats, peaks, gflop)
+    print("\n(p) achievable convolution throughput (dense 3x3, 128 -> 128 channels, 128x128), timed interleaved "
+          "with (a) at each size:")
+    for size, here in measured.items():
+        print(f"    {size}: " + ", ".join(f"{k} {v:.1f}" for k, v in here.items()) + " GFLOP/s; peak taken as " +
+              ", ".join(f"{p} {peak_for(here, p):.1f}" for p in precisions))
     print("    PCNet per frame, full forward (baseline) / clean output only (engines): " +
           ", ".join(f"{s_} {g['full']:.1f} / {g['clean']:.1f} GFLOP" for s_, g in gflop.items()))
-    rows = bench_engine(variants, setup_s, sizes, args.device, args.repeats, peaks, gflop)
     print("\n(a) engine vs plain eager fp32 (same weights, same frames; median of interleaved runs)")
     print(f"{'size':<10}{'variant':<22}{'ms/frame':>10}{'fps':>8}{'speed-up':>10}{'max|diff|':>11}{'PSNR fp32':>10}"
           f"{'GFLOP/s':>9}{'of peak':>9}{'1st call s':>11}")
@@ -402,15 +429,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['size']:<10}{r['variant']:<22}{r['ms']:>10.1f}{r['fps']:>8.2f}{r['speedup']:>9.2f}x"
               f"{r['max_abs_diff']:>11.1e}{r['psnr_vs_fp32']:>10.1f}{r['gflops']:>9.1f}{r['of_peak']:>8.0%}"
               f"{r['first_call_s']:>11.1f}")
-    result = {"engine": rows, "conv_peak_gflops": peaks, "pcnet_gflop": gflop}
+    result = {"engine": rows, "conv_peak_gflops": measured, "pcnet_gflop": gflop}
     fastest = max((r for r in rows if r["size"] == sizes[0] and variants[r["variant"]][1] is not None),
                   key=lambda r: r["speedup"])
+    precision = precision_of(fastest["variant"])
+    best_peak = max((k for k in peaks if precision_of(k) == precision), key=lambda k: measured[sizes[0]][k])
     batches = bench_batches(variants[fastest["variant"]][1], sizes[0], args.repeats,
-                            work_gflop=gflop[sizes[0]]["clean"], peak=peak_for(peaks, precision_of(fastest["variant"])))
+                            work_gflop=gflop[sizes[0]]["clean"], peak=peaks[best_peak])
     result["batches"] = batches
     print(f"\n(n) batches of same-size frames, {fastest['variant']}, {sizes[0]}: " + ", ".join(
         f"{'one frame flip-averaged' if b['batch'] == 'flip' else 'batch ' + str(b['batch'])}: "
-        f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x, {b['of_peak']:.0%} of peak)" for b in batches))
+        f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x, {b['of_peak']:.0%} of peak)" for b in batches)
+        + f"; {best_peak} peak timed in the same loop: {batches[0]['peak_gflops']:.1f} GFLOP/s")
     if not args.skip_node:
         cands = [r for r in rows if r["size"] == args.node_size and variants[r["variant"]][1] is not None
                  and r["variant"].endswith("fp32")]
