@@ -186,7 +186,9 @@ def _lifecycle(node, fqn):
 
 def test_lifecycle_transitions_over_dds(graph, tmp_path, rng):
     ns = "/managed"
-    proc = NodeProcess({**_weights(), "input_topics": ["image_raw"], "input_qos": "reliable"}, ns, tmp_path,
+    # a warm-up that takes about a second (eager, one thread, 640x480), to see that configure waits for it
+    proc = NodeProcess({**_weights(), "input_topics": ["image_raw"], "input_qos": "reliable", "backend": "eager",
+                        "warmup": True, "warmup_sizes": "640x480"}, ns, tmp_path,
                        module="pcnet_ros.ros.lifecycle_node")
     node = graph.node("lc_client")
     pub = node.create_publisher(Image, f"{ns}/image_raw", 10)
@@ -204,7 +206,9 @@ def test_lifecycle_transitions_over_dds(graph, tmp_path, rng):
     try:
         assert state() == State.PRIMARY_STATE_UNCONFIGURED and not subscribed()
         assert "PCNet on" not in proc.log()                              # nothing loaded yet
-        assert transition(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
+        assert transition(Transition.TRANSITION_CONFIGURE)
+        assert "warmed up 640x480" in proc.log()                         # configure returned once warm
+        assert state() == State.PRIMARY_STATE_INACTIVE
         assert "PCNet on cpu" in proc.log() and not subscribed()          # model loaded, no topics
         assert transition(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
         assert wait_until(lambda: subscribed() and out.sub.get_publisher_count() > 0, 20)

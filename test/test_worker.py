@@ -191,6 +191,34 @@ def test_warm_up_without_sizes_runs_one_small_frame(tiny_model, monkeypatch):
     assert calls and all(shape == (64, 64, 3) for shape in calls)
 
 
+def test_a_failed_warm_up_is_kept_for_the_managed_node(tiny_model):
+    """The managed node's configure waits on wait_warmed() and fails on warmup_error (the plain node logs it
+    and goes on serving errors per frame)."""
+    engine = DerainEngine(tiny_model, device="cpu")
+    engine.model.half()                  # fp16 weights fed fp32 frames: torch raises on the first frame, as a
+    #                                      device that breaks on its first real convolution would
+    sink = Sink()
+    w = DerainWorker(engine, ["/a"], _decode, sink, Settings(), warmup_sizes=[(32, 24)])
+    errors = []
+    w._error = errors.append
+    w.start()
+    try:
+        assert w.wait_warmed(30) and not w.warming_up
+        assert isinstance(w.warmup_error, RuntimeError) and errors and "warm-up failed" in errors[0]
+    finally:
+        w.stop()
+
+
+def test_wait_warmed_times_out_while_the_warm_up_runs(tiny_model):
+    w = DerainWorker(DerainEngine(tiny_model, device="cpu"), ["/a"], _decode, Sink(), Settings())
+    assert not w.wait_warmed(0.05)                        # not started: nothing has warmed it
+    w.start()
+    try:
+        assert w.wait_warmed(30) and w.warmup_error is None
+    finally:
+        w.stop()
+
+
 @pytest.mark.parametrize("backend, warned", [("openvino", True), ("eager", False)])
 def test_warm_up_says_when_the_backend_cannot_keep_every_size(tiny_model, monkeypatch, backend, warned):
     """openvino keeps 4 compiled shapes (memory): 3 sizes for 2 cameras need 6, and the first would compile again."""

@@ -1,7 +1,7 @@
 """pcnet_lifecycle_node: the managed variant, for bring-up orchestrated through lifecycle states.
 
     ros2 run pcnet_ros pcnet_lifecycle_node --ros-args --params-file config/pcnet.yaml
-    ros2 lifecycle set /pcnet configure     # loads the model and warms it up
+    ros2 lifecycle set /pcnet configure     # loads the model and warms it up (returns when warm)
     ros2 lifecycle set /pcnet activate      # creates subscriptions and publishers: frames flow
     ros2 lifecycle set /pcnet deactivate    # stops processing, keeps the model loaded
     ros2 lifecycle set /pcnet cleanup       # releases the model
@@ -33,6 +33,8 @@ class PCNetLifecycleNode(LifecycleNode):
         self._on_set = None
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Returns once the warm-up has run: an orchestrator that waits for configure can then activate a node
+        whose first frames are not slow, and a device that fails on its first frame fails the transition."""
         try:
             self.wiring = Wiring(self, self._values)
             self.wiring.load()
@@ -40,7 +42,19 @@ class PCNetLifecycleNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             self.wiring = None
             return FAILURE
-        self._on_set = self.add_on_set_parameters_callback(self.wiring.on_set_parameters)
+        wiring = self.wiring
+        while not wiring.worker.wait_warmed(0.5):
+            if self.wiring is not wiring:                # a signal's shutdown released it meanwhile
+                return FAILURE
+            if not self.context.ok():
+                self._release()
+                return FAILURE
+        error = wiring.worker.warmup_error
+        if error is not None:
+            self.get_logger().error(f"configure failed: warm-up: {error!r}")
+            self._release()
+            return FAILURE
+        self._on_set = self.add_on_set_parameters_callback(wiring.on_set_parameters)
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

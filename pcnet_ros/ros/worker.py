@@ -93,6 +93,8 @@ class DerainWorker:
         self.max_batch = max(1, int(max_batch))
         self._thread: threading.Thread | None = None
         self._warmed = threading.Event()
+        #: What the warm-up raised, if it did: the managed node's configure fails on it.
+        self.warmup_error: Exception | None = None
 
     # ---- callback side (executor thread) ---------------------------------------------------
     def admit(self, camera: int, height: int, width: int, channels: int) -> bool:
@@ -219,6 +221,7 @@ class DerainWorker:
             try:
                 self.warm_up()
             except Exception as exc:  # a broken device shows up here first; keep serving errors per frame
+                self.warmup_error = exc
                 self._error(f"warm-up failed: {exc!r}")
         self._warmed.set()
         while True:
@@ -269,6 +272,10 @@ class DerainWorker:
                     self.engine.derain_batch([frame] * n)
                 how = "batch " + " and ".join(map(str, batches))
             self._info(f"warmed up {width}x{height} ({how}) in {time.monotonic() - t0:.1f} s")
+
+    def wait_warmed(self, timeout: float | None = None) -> bool:
+        """Block until the warm-up has run, failed or not (True), or ``timeout`` seconds pass (False)."""
+        return self._warmed.wait(timeout)
 
     @property
     def warming_up(self) -> bool:
