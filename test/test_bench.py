@@ -6,7 +6,7 @@ import torch
 
 from pcnet_ros.core.backends import openvino_available
 from pcnet_ros.core.model import PCNet
-from pcnet_ros.tools.bench import conv_peak, pcnet_gflop, peak_for
+from pcnet_ros.tools.bench import pcnet_gflop, peak_for, peak_runs
 
 
 def test_gflop_counts_the_paper_model_and_the_engines_lighter_pass():
@@ -29,13 +29,15 @@ def test_each_precision_is_judged_against_its_own_peak():
         peak_for(peaks, "fp16")
 
 
-def test_conv_peak_measures_every_precision_asked_for():
+def test_peak_runs_cover_every_precision_asked_for_and_run():
     cpu = torch.device("cpu")
-    peaks = conv_peak(cpu, repeats=1)
+    peaks = peak_runs(cpu)
     assert "torch fp32" in peaks and all(k.endswith(" fp32") for k in peaks)
-    assert all(v > 0 for v in peaks.values())
+    for fn, gflop in peaks.values():
+        fn()
+        assert gflop == pytest.approx(2 * 128 * 128 * 9 * 128 * 128 / 1e9)
     if openvino_available():
-        both = conv_peak(cpu, repeats=1, precisions=("fp32", "bf16"))
+        both = peak_runs(cpu, precisions=("fp32", "bf16"))
         assert {"torch fp32", "openvino fp32", "openvino bf16"} <= set(both)
 
 

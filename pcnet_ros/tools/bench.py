@@ -120,11 +120,6 @@ def peak_runs(device: torch.device, precisions: tuple[str, ...] = ("fp32",)) -> 
     return out
 
 
-def conv_peak(device: torch.device, repeats: int = 5, precisions: tuple[str, ...] = ("fp32",)) -> dict[str, float]:
-    """GFLOP/s of each of ``peak_runs``, timed on its own."""
-    return {k: gflop / _median_time(fn, repeats) for k, (fn, gflop) in peak_runs(device, precisions).items()}
-
-
 def precision_of(name: str) -> str:
     """Variant and peak names are "<framework or backend> <precision>", e.g. "openvino bf16"."""
     return name.split()[-1]
@@ -136,16 +131,6 @@ def peak_for(peaks: dict[str, float], precision: str) -> float:
     if not same:
         raise ValueError(f"no {precision} convolution peak was measured (have: {', '.join(peaks)})")
     return max(same)
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
