@@ -125,12 +125,16 @@ def precision_of(name: str) -> str:
     return name.split()[-1]
 
 
-def peak_for(peaks: dict[str, float], precision: str) -> float:
-    """The best framework's peak at this precision; never another precision's, which would mislead."""
-    same = [v for k, v in peaks.items() if precision_of(k) == precision]
+def best_peak(peaks: dict[str, float], precision: str) -> str:
+    """The name of the best framework's peak at this precision; never another precision's, which would mislead."""
+    same = [k for k in peaks if precision_of(k) == precision]
     if not same:
         raise ValueError(f"no {precision} convolution peak was measured (have: {', '.join(peaks)})")
-    return max(same)
+    return max(same, key=peaks.__getitem__)
+
+
+def peak_for(peaks: dict[str, float], precision: str) -> float:
+    return peaks[best_peak(peaks, precision)]
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -239,9 +243,7 @@ def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 
     fns = {k: (lambda k=k: run(*k)) for k in kinds}
     if peak:
         fns["peak"] = peak[0]
-    for f in fns.values():
-        f()                                                # compile this batch shape outside the timing
-    med = _interleaved(fns, repeats)
+    med = _interleaved(fns, repeats)                      # its untimed first call compiles each batch shape
     per_frame = {k: med[k] / k[0] for k in kinds}
     one = per_frame[(batches[0], False)]
     rows = []
@@ -418,14 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     fastest = max((r for r in rows if r["size"] == sizes[0] and variants[r["variant"]][1] is not None),
                   key=lambda r: r["speedup"])
     precision = precision_of(fastest["variant"])
-    best_peak = max((k for k in peaks if precision_of(k) == precision), key=lambda k: measured[sizes[0]][k])
+    peak_name = best_peak(measured[sizes[0]], precision)
     batches = bench_batches(variants[fastest["variant"]][1], sizes[0], args.repeats,
-                            work_gflop=gflop[sizes[0]]["clean"], peak=peaks[best_peak])
+                            work_gflop=gflop[sizes[0]]["clean"], peak=peaks[peak_name])
     result["batches"] = batches
     print(f"\n(n) batches of same-size frames, {fastest['variant']}, {sizes[0]}: " + ", ".join(
         f"{'one frame flip-averaged' if b['batch'] == 'flip' else 'batch ' + str(b['batch'])}: "
         f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x, {b['of_peak']:.0%} of peak)" for b in batches)
-        + f"; {best_peak} peak timed in the same loop: {batches[0]['peak_gflops']:.1f} GFLOP/s")
+        + f"; {peak_name} peak timed in the same loop: {batches[0]['peak_gflops']:.1f} GFLOP/s")
     if not args.skip_node:
         cands = [r for r in rows if r["size"] == args.node_size and variants[r["variant"]][1] is not None
                  and r["variant"].endswith("fp32")]
