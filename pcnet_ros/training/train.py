@@ -30,7 +30,7 @@ from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.training.checkpoint import bank_checkpoint, fresh_state, load_checkpoint, save_checkpoint
 from pcnet_ros.training.evaluate import score_pairs, summarise
-from pcnet_ros.training.losses import PCNetLoss
+from pcnet_ros.training.losses import LOSSES
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       share_weights, split_pairs, synthesize_pairs)
 from pcnet_ros.training.provenance import start_record, weights_meta
@@ -59,7 +59,7 @@ def to_device_batch(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)
 
 
-def train_step(forward, opt: torch.optim.Optimizer, loss_fn: PCNetLoss, rainy: torch.Tensor, clean: torch.Tensor,
+def train_step(forward, opt: torch.optim.Optimizer, loss_fn: torch.nn.Module, rainy: torch.Tensor, clean: torch.Tensor,
                precision: str = "fp32", accum: int = 1) -> torch.Tensor:
     """One optimiser step; the forward pass autocasts to bf16 if asked, the loss stays fp32. With accum > 1 the
     batch runs as that many equal chunks whose gradients add up before the step (every loss term is a mean over
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--aug", choices=AUGMENTATIONS, default="flips",
                     help="patch views: 4 flips, or all 8 flips and quarter turns (these lay the rain's "
                          "near-vertical streaks flat and cost PSNR on Rain100L)")
+    ap.add_argument("--loss", choices=list(LOSSES), default="paper",
+                    help="paper: the authors' Charbonnier + edge + SSIM; mse: what PSNR measures (a last fine-tune)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="autocast the forward pass; validation and saved weights stay fp32. bf16 pays off only "
                          "on CPUs with native bf16 (avx512_bf16/AMX) or on GPUs")
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True     # fixed patch size: pick the fastest kernels once
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
-    loss_fn = PCNetLoss().to(device)
+    loss_fn = LOSSES[args.loss]().to(device)
     forward = torch.compile(model, dynamic=False) if args.compile else model
     averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
                 if args.ema else None)
