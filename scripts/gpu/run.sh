@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (device tool): CUDA tests, pcnet-bench on CUDA, and a time-boxed
-# light fine-tunes (one per LRS learning rate, side by side) at the authors' batch 32 of 128x128 patches.  Everything lands in $OUT.
+# light fine-tunes side by side (one per VARIANTS entry LR/LOSS, default: each of LRS with the paper's loss) at
+# BATCH of PATCHxPATCH patches (the authors': 32 of 128x128).  Everything lands in $OUT.
 #   run: bash scripts/gpu/run.sh      (carry: .gpu, made by scripts/gpu/pack_data.py)
 #   TAIL_LR=1e-4 TAIL_S=120: then a short low-rate tail from the best of those fine-tunes (see 2b)
 # BUDGET_S: seconds this script may take in all (the call's timeout minus a margin).
@@ -8,7 +9,9 @@ set -u
 BUDGET_S=${BUDGET_S:-540}
 TRAIN_S=${TRAIN_S:-300}
 DEVICE=${DEVICE:-cuda}; TESTS=${TESTS:-"test/test_cuda.py test/test_engine.py test/test_model.py test/test_weights.py test/test_training.py test/test_export.py"}
-BATCH=${BATCH:-32}; PATCH=${PATCH:-128}; PREC=${PREC:-bf16}; LRS=${LRS:-"2e-4 4e-4"}
+BATCH=${BATCH:-32}; PATCH=${PATCH:-128}; PREC=${PREC:-bf16}; LRS=${LRS:-"2e-4 4e-4"}; WARMUP=${WARMUP:-200}
+VARIANTS=${VARIANTS:-$(for lr in $LRS; do printf '%s/paper ' $lr; done)}
+EVAL_EVERY=${EVAL_EVERY:-250}
 # TRANSPLANT: share of the patches that carry another training pair's real rain (0: off)
 TRANSPLANT=${TRANSPLANT:-0}
 # EMA: decay of the moving average of the weights validated beside them (0: off); 0.995 made the CPU's 34.92
@@ -28,20 +31,22 @@ $PY scripts/gpu/pack_data.py unpack .gpu/rain100l-train $DATA || exit 1
 MIX=""; [ "$TRANSPLANT" != 0 ] && MIX="--transplant-from $DATA --transplant-prob $TRANSPLANT"
 
 # 1. step time with one probe per run going at once (they share the GPU), then a schedule that fits TRAIN_S
-#    (validation every 250 steps included).  LRS: one light fine-tune per learning rate, side by side.
-set -- $LRS; NRUNS=$#
-PROBES=$(for lr in $LRS; do timeout 90 $PY scripts/gpu/probe_step.py $DATA $BATCH $PATCH $PREC | tail -1 & done; wait)
-STEP_S=$(echo "$PROBES" | sort -g | tail -1); STEP_S=${STEP_S:-0.3}
-STEPS=$($PY -c "print(max(200, int($TRAIN_S / ($STEP_S * 1.08 + 1.5 / 250))))")
-echo "probe ($NRUNS at once): $(echo $PROBES) s/step at ${BATCH}x${PATCH}x${PATCH} $PREC -> $STEPS steps in ${TRAIN_S} s (left $(left) s)"
+#    (validation every EVAL_EVERY steps included).  VARIANTS: one light fine-tune each, side by side.
+set -- $VARIANTS; NRUNS=$#
+# STEP_S given (a probe of an earlier call): no probe
+[ -n "${STEP_S:-}" ] || PROBES=$(for v in $VARIANTS; do timeout 90 $PY scripts/gpu/probe_step.py $DATA $BATCH $PATCH $PREC | tail -1 & done; wait)
+[ -n "${STEP_S:-}" ] || STEP_S=$(echo "${PROBES:-}" | sort -g | tail -1); STEP_S=${STEP_S:-0.3}
+STEPS=$($PY -c "print(max(100, int($TRAIN_S / ($STEP_S * 1.08 + 1.5 / $EVAL_EVERY))))")
+echo "probe ($NRUNS at once): $(echo ${PROBES:-given}) s/step at ${BATCH}x${PATCH}x${PATCH} $PREC -> $STEPS steps in ${TRAIN_S} s (left $(left) s)"
 
-# fine_tune NAME SECONDS STEPS LR WARMUP INIT: one light fine-tune in /tmp/run_NAME, time-boxed to SECONDS; its
+# fine_tune NAME SECONDS STEPS LR WARMUP INIT [LOSS]: one light fine-tune in /tmp/run_NAME, time-boxed to SECONDS; its
 # best goes to $OUT/NAME/best.pth, its log to $L/NAME.  collect NAME: its last.pth and history back, curve printed.
 fine_tune() {
   rm -rf /tmp/run_$1; mkdir -p "$OUT/$1" $L/$1   # a warm machine keeps /tmp: never resume an old run
   timeout -s TERM $2 $PY -m pcnet_ros.training.train --data $DATA --out /tmp/run_$1 \
     --steps $3 --batch $BATCH --patch $PATCH --lr $4 --warmup $5 --aug flips --precision $PREC \
-    --eval-every 250 --device $DEVICE --init "$6" --export "$OUT/$1/best.pth" --quiet --ema $EMA $MIX > $L/$1/train.log 2>&1
+    --eval-every $EVAL_EVERY --device $DEVICE --init "$6" --loss ${7:-paper} --export "$OUT/$1/best.pth" --quiet \
+    --ema $EMA $MIX > $L/$1/train.log 2>&1
 }
 collect() {
   cp /tmp/run_$1/log.jsonl $L/$1/log.jsonl 2>/dev/null
@@ -51,14 +56,18 @@ collect() {
 
 # 2. training in the background; the tests beside it (mostly CPU)
 PIDS=""
-for lr in $LRS; do
-  fine_tune lr$lr $(( TRAIN_S + 60 )) $STEPS $lr 200 weights/pcnet_light.pth &
+NAMES=""
+for v in $VARIANTS; do
+  lr=${v%/*}; loss=${v#*/}; NAMES="$NAMES lr${lr}_$loss"
+  fine_tune lr${lr}_$loss $(( TRAIN_S + 60 )) $STEPS $lr $WARMUP ${INIT:-weights/pcnet_light.pth} $loss &
   PIDS="$PIDS $!"
 done
-timeout 300 $PY -m pytest -q -p no:cacheprovider $TESTS > $L/tests.log 2>&1
-echo "tests: rc=$? $(tail -1 $L/tests.log)"
+if [ "$TESTS" != none ]; then     # TESTS=none: a call after one that ran them
+  timeout 300 $PY -m pytest -q -p no:cacheprovider $TESTS > $L/tests.log 2>&1
+  echo "tests: rc=$? $(tail -1 $L/tests.log)"
+fi
 for p in $PIDS; do wait $p; echo "training $p rc=$? (left $(left) s)"; done
-for lr in $LRS; do collect lr$lr; done
+for n in $NAMES; do collect $n; done
 pack
 
 # 2b. TAIL_LR: a short cosine at a low rate from the best file the runs above exported (else the shipped
@@ -79,7 +88,7 @@ PYEOF
 fi
 
 # 3. the benchmark alone on the GPU: eager at three sizes (quick), then the compiled backend at one size
-timeout 120 $PY -m pcnet_ros.tools.bench --device $DEVICE --skip-node --backends eager --repeats 10 \
+[ "${BENCH:-1}" = 1 ] && timeout 120 $PY -m pcnet_ros.tools.bench --device $DEVICE --skip-node --backends eager --repeats 10 \
   --json $L/bench_eager.json
 echo "bench eager rc=$? (left $(left) s)"
 B=$(( $(left) - 8 ))
