@@ -178,15 +178,22 @@ def test_losses_behave():
     assert PSNRLoss()(z + 0.1, z + 0.2, z, z).item() == pytest.approx(0.01 + 0.2 * 0.04)
 
 
-def test_mse_fine_tune_lowers_the_squared_error_and_says_so_in_the_weights(pair_dir, tmp_path):
+def test_mse_fine_tune_lowers_the_squared_error_and_says_so_in_the_weights(pair_dir, tmp_path, capsys):
     """--loss mse, the last fine-tune that took the light file from 35.64 to 35.73 dB on the held-out split."""
     out, exported = tmp_path / "run", tmp_path / "w.pth"
-    assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
-                       "--model-size", "tiny", "--log-every", "1", "--eval-every", "40", "--quiet", "--val-every", "3",
-                       "--device", "cpu", "--steps", "40", "--loss", "mse", "--export", str(exported)]) == 0
+    args = ["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
+            "--model-size", "tiny", "--log-every", "1", "--eval-every", "40", "--quiet", "--val-every", "3",
+            "--device", "cpu", "--steps", "40", "--export", str(exported)]
+    assert train.main(args + ["--loss", "mse"]) == 0
     losses = [r["loss"] for r in read_run_log(out) if "loss" in r]
     assert 0 < np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])        # squared errors: positive, and falling
     assert torch.load(exported, weights_only=False)["meta"]["loss"] == "mse"
+    # the same run resumed under the paper's loss (the default) would change its objective mid-schedule: refused
+    before = (out / "last.pth").read_bytes()
+    with pytest.raises(SystemExit):
+        train.main(args[:-4] + ["--steps", "50", "--export", str(exported)])
+    assert (out / "last.pth").read_bytes() == before
+    assert "trained with --loss mse" in capsys.readouterr().err
 
 
 def test_psnr_and_ssim_known_values(rng):

@@ -32,10 +32,15 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator,
-                    averaged: AveragedModel | None = None) -> dict:
+                    averaged: AveragedModel | None = None, loss: str = "paper") -> dict:
     """Restore a run in place and return its schedule state. A run that adds --ema on resume starts its average
-    from the restored weights (the checkpoint has none)."""
+    from the restored weights (the checkpoint has none). A resume under another loss is refused (ValueError): the
+    same command must take the same steps, and a changed objective mid-schedule is a new run."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
+    made_with = ck.get("args", {}).get("loss", "paper")             # runs from before --loss used the paper's
+    if made_with != loss:
+        raise ValueError(f"{path} was trained with --loss {made_with}; resuming it with --loss {loss} would change "
+                         "the objective mid-schedule (start a new run: another --out, --init from its weights)")
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     rng.bit_generator.state = ck["sampler_rng"]

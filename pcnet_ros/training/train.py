@@ -225,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(args.bank, last)
         print(f"no {last}: continuing from the banked checkpoint {args.bank}")
     if last.exists():
-        state = load_checkpoint(last, model, opt, sampler.rng, averaged)
+        try:
+            state = load_checkpoint(last, model, opt, sampler.rng, averaged, loss=args.loss)
+        except ValueError as e:              # a usage error: say so on the command line, not in a traceback
+            build_parser().error(str(e))
         print(f"resuming {last} at step {state['step']} (best val PSNR {state['best_psnr']:.2f} dB)")
     elif args.init:
         meta = load_weights(model, resolve_weights(args.init))
