@@ -165,14 +165,14 @@ def test_rain_level_reads_heavier_for_heavier_rain(graph, tmp_path):
         assert proc.stop()[0] == 0
 
 
-def _lifecycle(node, fqn):
+def _lifecycle(node, fqn, timeout: float = 60):
     change = node.create_client(ChangeState, f"{fqn}/change_state")
     get = node.create_client(GetState, f"{fqn}/get_state")
     assert change.wait_for_service(60) and get.wait_for_service(10)
 
     def call(client, req):
         fut = client.call_async(req)
-        assert wait_until(fut.done, 60)
+        assert wait_until(fut.done, timeout)
         return fut.result()
 
     def transition(tid) -> bool:
@@ -235,6 +235,25 @@ def test_lifecycle_transitions_over_dds(graph, tmp_path, rng):
         rc, _ = proc.stop()
     assert rc == 0, proc.log()
     assert "Traceback" not in proc.log()
+
+
+def test_lifecycle_configure_fails_when_the_warm_up_raises(graph, tmp_path):
+    """A backend that breaks on its first frame fails configure: the node says why and stays unconfigured and
+    alive. The failure is real, not injected: torch.compile (CPU) pointed at a C++ compiler that does not exist,
+    with an empty inductor cache so that nothing compiled earlier is reused (about a minute: dynamo traces first)."""
+    ns = "/managed_broken"
+    proc = NodeProcess({**_weights(), "input_topics": ["image_raw"], "backend": "compile", "device": "cpu",
+                        "warmup": True, "warmup_sizes": "64x48"}, ns, tmp_path, module="pcnet_ros.ros.lifecycle_node",
+                       env={"CXX": "/nonexistent/g++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
+    transition, state = _lifecycle(graph.node("lc_broken"), f"{ns}/pcnet", timeout=240)
+    try:
+        assert not transition(Transition.TRANSITION_CONFIGURE), proc.log()
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert "configure failed: warm-up" in proc.log() and "InvalidCxxCompiler" in proc.log(), proc.log()
+        assert proc.proc.poll() is None
+    finally:
+        rc, _ = proc.stop()
+    assert rc == 0, proc.log()
 
 
 @pytest.mark.parametrize("stop_in", ["unconfigured", "active"])
