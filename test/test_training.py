@@ -2,6 +2,7 @@
 import argparse
 import hashlib
 import json
+import os
 from pathlib import Path
 import signal
 
@@ -158,6 +159,41 @@ def test_time_paused_with_sigtstp_is_not_training_time(pair_dir, tmp_path):
         proc.kill()
     elapsed = torch.load(out / "last.pth", weights_only=False)["state"]["elapsed_s"]
     assert 0 < elapsed < wall - 4, (elapsed, wall)                      # the 6 s asleep are not in it
+
+
+def test_sigtstp_pauses_a_run_that_is_still_setting_up(tmp_path):
+    """A run started with nohup from a shell that has gone is in an orphaned process group, where SIGTSTP's
+    default stop is discarded: a pause asked for while it loaded data or scored its start was lost (seen with
+    `make heavy-b128p160`). Here the run has its own session, and the signal comes before its first validation."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "pcnet_ros.training.train", "--data",
+                                 str(shared_or_skip("rain100l-train")), "--out", str(tmp_path / "run"), "--batch", "1",
+                                 "--patch", "32", "--steps", "1", "--quiet", "--device", "cpu", "--threads", "1",
+                                 "--init", str(root / "weights" / "pcnet_light.pth")], stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ,
+                                                                                       "PYTHONUNBUFFERED": "1"})
+    state = lambda: open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0]   # noqa: E731
+    try:
+        end = time.monotonic() + 120
+        while "fine-tuning from" not in log.read_text() and time.monotonic() < end:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTSTP)                          # 20 images to score at full size still ahead
+        end = time.monotonic() + 5
+        while state() != "T" and time.monotonic() < end:
+            time.sleep(0.02)
+        assert state() == "T", log.read_text()
+        assert "starting weights" not in log.read_text()          # it stopped while setting up
+        proc.send_signal(signal.SIGCONT)
+        assert proc.wait(120) == 0, log.read_text()
+    finally:
+        proc.kill()
+    assert "starting weights" in log.read_text() and "stopped at step 1/1" in log.read_text()
 
 
 def test_lr_schedule_decays():

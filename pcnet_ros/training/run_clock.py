@@ -11,6 +11,13 @@ import signal
 import time
 
 
+def stop_self(*_) -> None:
+    """SIGTSTP's handler before the clock runs (loading data, the first validation): stop until SIGCONT. Left to
+    its default, SIGTSTP is discarded in an orphaned process group (a run started with nohup from a shell that
+    has gone), so a pause asked for while the run set up was silently lost."""
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
 class RunClock:
     """Seconds of training so far, resumed from ``already``; pauses on SIGTSTP between ``install`` and ``restore``."""
 
@@ -24,7 +31,7 @@ class RunClock:
 
     def _pause(self, *_) -> None:
         t = time.monotonic()
-        os.kill(os.getpid(), signal.SIGSTOP)        # returns once SIGCONT arrives
+        stop_self()                                 # returns once SIGCONT arrives
         self.paused_s += time.monotonic() - t
 
     def install(self) -> "RunClock":

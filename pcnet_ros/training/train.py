@@ -34,7 +34,7 @@ from pcnet_ros.training.losses import LOSSES
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       share_weights, split_pairs, synthesize_pairs)
 from pcnet_ros.training.provenance import start_record, weights_meta
-from pcnet_ros.training.run_clock import RunClock
+from pcnet_ros.training.run_clock import RunClock, stop_self
 from pcnet_ros.training.run_log import append_record, open_run_log
 from pcnet_ros.training.streaks import StreakBank
 from pcnet_ros.training.transplant import rain_layer
@@ -175,6 +175,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """pcnet-train; SIGTSTP pauses it from the start (see run_clock.stop_self), not only once steps run."""
+    previous = signal.signal(signal.SIGTSTP, stop_self)
+    try:
+        return _train(argv)
+    finally:
+        signal.signal(signal.SIGTSTP, previous)
+
+
+def _train(argv: list[str] | None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
