@@ -131,6 +131,11 @@ def _lineage(start: dict) -> str:
     return ", itself fine-tuned from ".join(parts)
 
 
+def _loss_text(meta: dict) -> str:
+    """Weights fine-tuned on mean squared error (pcnet-train --loss mse) say so; the paper's loss goes unsaid."""
+    return "; loss: mean squared error" if meta.get("loss") == "mse" else ""
+
+
 def _average_text(meta: dict) -> str:
     """Shipped weights may be the run's moving average (pcnet-train --ema), not its last step's weights."""
     return f"; the moving average of the weights, decay {meta['ema_decay']}" if meta.get("weights") == "ema" else ""
@@ -186,7 +191,7 @@ def main() -> None:
                   f"{meta.get('synth_prob', 0):.0%} of patches ({meta.get('synth_level')}){_transplant_text(meta)}",
                   f"- steps: {meta.get('step')} (batch {meta.get('batch', 8)}, {meta.get('patch', 96)}x"
                   f"{meta.get('patch', 96)} patches, {meta.get('aug', 'flips')}, {meta.get('precision', 'fp32')}"
-                  f"{_average_text(meta)}), "
+                  f"{_loss_text(meta)}{_average_text(meta)}), "
                   f"{_gpix(meta)} pixel-samples, training time {meta.get('train_hours')} h on {meta.get('device')}; "
                   f"selected on {_selected_on(meta)}", "",
                   "| set | pairs | rainy input | PCNet |", "|---|---|---|---|"]
