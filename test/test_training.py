@@ -170,10 +170,15 @@ def test_sigtstp_pauses_a_run_that_is_still_setting_up(tmp_path):
     import time
 
     root = Path(__file__).resolve().parent.parent
+    data = tmp_path / "pairs"                   # 30 real pairs: 3 held out, a few seconds of scoring, not 20 images
+    for name in ("rain", "clean"):
+        (data / name).mkdir(parents=True)
+        for i in range(1, 31):
+            (data / name / f"norain-{i}.png").symlink_to(shared_or_skip("rain100l-train") / name / f"norain-{i}.png")
     log = tmp_path / "train.log"
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "pcnet_ros.training.train", "--data",
-                                 str(shared_or_skip("rain100l-train")), "--out", str(tmp_path / "run"), "--batch", "1",
+                                 str(data), "--out", str(tmp_path / "run"), "--batch", "1",
                                  "--patch", "32", "--steps", "1", "--quiet", "--device", "cpu", "--threads", "1",
                                  "--init", str(root / "weights" / "pcnet_light.pth")], stdout=f,
                                 stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ,
@@ -183,7 +188,7 @@ def test_sigtstp_pauses_a_run_that_is_still_setting_up(tmp_path):
         end = time.monotonic() + 120
         while "fine-tuning from" not in log.read_text() and time.monotonic() < end:
             time.sleep(0.02)
-        proc.send_signal(signal.SIGTSTP)                          # 20 images to score at full size still ahead
+        proc.send_signal(signal.SIGTSTP)                          # 3 images to score at full size still ahead
         end = time.monotonic() + 5
         while state() != "T" and time.monotonic() < end:
             time.sleep(0.02)
