@@ -112,6 +112,35 @@ def test_every_make_training_command_passes_the_argument_checks_and_the_readme_n
     assert (root / light.init).is_file() and light.bank.parent.name == "checkpoints"
 
 
+def _option_values(argv: list[str]) -> dict[str, list[list[str]]]:
+    """Each option's values, in order, once per time it is given (--data three times: three lists)."""
+    found: dict[str, list[list[str]]] = {}
+    for i, arg in enumerate(argv):
+        if arg.startswith("--"):
+            rest = argv[i + 1:]
+            end = next((j for j, a in enumerate(rest) if a.startswith("--")), len(rest))
+            found.setdefault(arg, []).append(rest[:end])
+    return found
+
+
+def test_the_gpu_scripts_heavy_recipe_is_the_makefiles():
+    """scripts/gpu/run.sh HEAVY=1 writes the heavy fine-tune's data, shares, rain mix and selection out again (the
+    lent machine may have no make): they must stay those of `make heavy-b128p160`, folder for folder."""
+    import shlex
+
+    root = Path(__file__).resolve().parent.parent
+    script = (root / "scripts" / "gpu" / "run.sh").read_text()
+    recipe = script.split('RECIPE="--data $F/train', 1)[1].split('"', 1)[0]
+    gpu = _option_values(shlex.split("--data $F/train" + recipe.replace("${SYNTH:-0.2}", "0.2")))
+    make = _option_values(_make_training_commands("heavy-b128p160")[0])
+    for option in ("--data-share", "--synth-prob", "--synth-level", "--transplant-prob", "--min-gain"):
+        assert gpu[option] == make[option], option
+    names = {"$F/train": "train", "$F/val": "val", "$DATA": "rain100l-train", ".gpu/pcnet-train": "pcnet-train"}
+    for option in ("--data", "--val-data", "--transplant-from"):
+        assert [names[v[0]] for v in gpu[option]] == [Path(v[0]).name for v in make[option]], option
+    assert gpu["--streaks"] == [[".gpu/streaks"]] and make["--streaks"][0][0].endswith("rain-streaks-garg06")
+
+
 def test_bad_argument_combinations_fail_before_any_data_loads():
     for bad in (["--accum", "3"], ["--ema", "1.0"], ["--min-gain", "-1"], ["--stop-at", "0"],
                 ["--stop-at", "11"], ["--transplant-prob", "0.5"], ["--synth-prob", "2"],
@@ -170,11 +199,11 @@ def test_sigtstp_pauses_a_run_that_is_still_setting_up(tmp_path):
     import time
 
     root = Path(__file__).resolve().parent.parent
-    data = tmp_path / "pairs"                   # 30 real pairs: 3 held out, a few seconds of scoring, not 20 images
+    data, src = tmp_path / "pairs", shared_or_skip("rain100l-train")  # 30 real pairs: 3 held out, not 20, to score
     for name in ("rain", "clean"):
         (data / name).mkdir(parents=True)
         for i in range(1, 31):
-            (data / name / f"norain-{i}.png").symlink_to(shared_or_skip("rain100l-train") / name / f"norain-{i}.png")
+            (data / name / f"norain-{i}.png").symlink_to(src / name / f"norain-{i}.png")
     log = tmp_path / "train.log"
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "pcnet_ros.training.train", "--data",
