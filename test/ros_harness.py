@@ -14,8 +14,12 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Sequence
 
 import numpy as np
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -114,7 +118,8 @@ class NodeProcess:
     """pcnet_node started exactly as a user would, with a params file, in its own process."""
 
     def __init__(self, params: dict, namespace: str, workdir: Path, env: dict | None = None,
-                 params_file: Path | None = None, module: str = "pcnet_ros.ros.node") -> None:
+                 params_file: Path | None = None, module: str = "pcnet_ros.ros.node",
+                 prefix: Sequence[str] = ()) -> None:
         self.namespace = namespace
         workdir.mkdir(parents=True, exist_ok=True)
         self.params_file = params_file or workdir / f"{namespace.strip('/')}.yaml"
@@ -123,7 +128,7 @@ class NodeProcess:
         self.log_path = workdir / f"{namespace.strip('/')}.log"
         self._log = open(self.log_path, "w")
         self.proc = start_node(params if params_file is not None else {}, namespace, self._log, self.params_file, env,
-                               module)
+                               module, prefix)
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -226,3 +231,30 @@ class Started:
             rc = self.proc.wait()
         self._log.close()
         return rc
+
+
+def set_params(node, fqn: str, **values) -> list:
+    """Set parameters through the node's set_parameters service, as ``ros2 param set`` does; one result each."""
+    client = node.create_client(SetParameters, f"{fqn}/set_parameters")
+    assert client.wait_for_service(10)
+    req = SetParameters.Request()
+    for k, v in values.items():
+        if isinstance(v, bool):
+            pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
+        elif isinstance(v, int):
+            pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
+        else:
+            pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
+        req.parameters.append(ParameterMsg(name=k, value=pv))
+    future = client.call_async(req)
+    assert wait_until(future.done, 10)
+    return future.result().results
+
+
+def get_params(node, fqn: str, *names) -> list:
+    """Parameter values through the node's get_parameters service, as ``ros2 param get`` reads them."""
+    client = node.create_client(GetParameters, f"{fqn}/get_parameters")
+    assert client.wait_for_service(10)
+    future = client.call_async(GetParameters.Request(names=list(names)))
+    assert wait_until(future.done, 10)
+    return future.result().values

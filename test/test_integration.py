@@ -11,7 +11,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from conftest import shared_or_skip
 from pcnet_ros.ros import image_codec
-from ros_harness import Collector, Diagnostics, NodeProcess, wait_until
+from ros_harness import Collector, Diagnostics, NodeProcess, set_params, wait_until
 
 
 def _weights() -> dict:
@@ -237,23 +237,49 @@ def test_lifecycle_transitions_over_dds(graph, tmp_path, rng):
     assert "Traceback" not in proc.log()
 
 
-def test_lifecycle_configure_fails_when_the_warm_up_raises(graph, tmp_path):
-    """A backend that breaks on its first frame fails configure: the node says why and stays unconfigured and
-    alive. The failure is real, not injected: torch.compile (CPU) pointed at a C++ compiler that does not exist,
-    with an empty inductor cache so that nothing compiled earlier is reused (about a minute: dynamo traces first)."""
+def test_lifecycle_configure_fails_when_the_warm_up_raises_and_the_fix_needs_no_restart(graph, tmp_path, rng):
+    """A warm-up that breaks fails configure: the node says why and stays unconfigured and alive, and the user
+    sets what was wrong and configures again, without a restart. The failure is real, not injected: the one a
+    robot meets when a warm-up size does not fit the device's memory. The node runs under ``prlimit --data``
+    (4 GiB of private memory, as a launch file's ``prefix`` would set it), with the memory budget raised over
+    it, and warms up 6144x6144, whose first feature map alone is 4.8 GB: that allocation fails at once,
+    whatever the machine's RAM. While unconfigured, every parameter can be set, each checked when set; once
+    configured, only the run-time ones."""
     ns = "/managed_broken"
-    proc = NodeProcess({**_weights(), "input_topics": ["image_raw"], "backend": "compile", "device": "cpu",
-                        "warmup": True, "warmup_sizes": "64x48"}, ns, tmp_path, module="pcnet_ros.ros.lifecycle_node",
-                       env={"CXX": "/nonexistent/g++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
-    transition, state = _lifecycle(graph.node("lc_broken"), f"{ns}/pcnet", timeout=240)
+    proc = NodeProcess({**_weights(), "input_topics": ["image_raw"], "backend": "eager", "device": "cpu",
+                        "warmup": True, "warmup_sizes": "6144x6144", "max_input_size": 0,
+                        "max_frame_memory_mb": 65536}, ns, tmp_path,
+                       module="pcnet_ros.ros.lifecycle_node", prefix=["prlimit", f"--data={4 << 30}"])
+    node = graph.node("lc_broken")
+    transition, state = _lifecycle(node, f"{ns}/pcnet", timeout=120)
+    pub = node.create_publisher(Image, f"{ns}/image_raw", 10)
+    out = Collector(graph.node("lc_broken_out"), f"{ns}/image_raw/derained")
+    frame = Image(**image_codec.encode(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), "rgb8"))
     try:
         assert not transition(Transition.TRANSITION_CONFIGURE), proc.log()
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
-        assert "configure failed: warm-up" in proc.log() and "InvalidCxxCompiler" in proc.log(), proc.log()
+        assert "configure failed: warm-up" in proc.log() and "can't allocate memory" in proc.log(), proc.log()
         assert proc.proc.poll() is None
+        # unconfigured: a static parameter and a run-time one are taken, a bad value is refused when set
+        assert [r.successful for r in set_params(node, f"{ns}/pcnet", warmup_sizes="64x48", enabled=False)] == [
+            True, True]
+        [bad] = set_params(node, f"{ns}/pcnet", warmup_sizes="64 by 48")
+        assert not bad.successful and "warmup_sizes must be WIDTHxHEIGHT" in bad.reason
+        assert transition(Transition.TRANSITION_CONFIGURE), proc.log()
+        assert "warmed up 64x48" in proc.log() and state() == State.PRIMARY_STATE_INACTIVE
+        # configured: the static one is refused with what to do, the run-time one still taken
+        [static] = set_params(node, f"{ns}/pcnet", warmup_sizes="640x480")
+        assert not static.successful and "cleanup the node" in static.reason, static.reason
+        assert transition(Transition.TRANSITION_ACTIVATE)
+        assert wait_until(lambda: pub.get_subscription_count() > 0 and out.sub.get_publisher_count() > 0, 20)
+        pub.publish(frame)
+        assert out.wait_for(1, 15)
+        assert bytes(out.msgs()[0].data) == bytes(frame.data)        # enabled=false, set while unconfigured
+        assert proc.log().count("PCNet on cpu") == 2
     finally:
         rc, _ = proc.stop()
     assert rc == 0, proc.log()
+    assert "Traceback" not in proc.log()
 
 
 @pytest.mark.parametrize("stop_in", ["unconfigured", "active"])

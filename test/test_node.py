@@ -5,16 +5,14 @@ import time
 
 import numpy as np
 import pytest
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import GetParameters, SetParameters
+from rcl_interfaces.msg import ParameterType
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.weights import build_model, resolve_weights
 from pcnet_ros.ros import image_codec
-from ros_harness import Collector, Diagnostics, image_msg, NodeProcess, wait_until
+from ros_harness import Collector, Diagnostics, get_params, image_msg, NodeProcess, set_params, wait_until
 
 
 def _weights() -> dict:
@@ -135,59 +133,34 @@ def test_malformed_messages_are_counted_and_survived(two_cams, graph, rng):
     assert "dropped frame" in proc.log()
 
 
-def _set_params(node, fqn: str, **values):
-    client = node.create_client(SetParameters, f"{fqn}/set_parameters")
-    assert client.wait_for_service(10)
-    req = SetParameters.Request()
-    for k, v in values.items():
-        if isinstance(v, bool):
-            pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
-        elif isinstance(v, int):
-            pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
-        else:
-            pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
-        req.parameters.append(ParameterMsg(name=k, value=pv))
-    future = client.call_async(req)
-    assert wait_until(future.done, 10)
-    return future.result().results
-
-
-def _get_params(node, fqn: str, *names):
-    client = node.create_client(GetParameters, f"{fqn}/get_parameters")
-    assert client.wait_for_service(10)
-    future = client.call_async(GetParameters.Request(names=list(names)))
-    assert wait_until(future.done, 10)
-    return future.result().values
-
-
 def test_runtime_parameters_take_effect(two_cams, graph, rng):
     proc, node, pubs, out = two_cams
     client_node = graph.node("param_client")
     arr = rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)
     msg = image_msg(arr, "rgb8", frame_id="param")
     try:
-        [r] = _set_params(client_node, "/twocams/pcnet", enabled=False)
+        [r] = set_params(client_node, "/twocams/pcnet", enabled=False)
         assert r.successful
         got = _send_and_get(pubs[0], out[(0, "clean")], msg)
         assert bytes(got.data) == bytes(msg.data) and got.step == msg.step   # pass-through, untouched
-        [r] = _set_params(client_node, "/twocams/pcnet", enabled=True)
+        [r] = set_params(client_node, "/twocams/pcnet", enabled=True)
         got = _send_and_get(pubs[0], out[(0, "clean")], msg)
         assert bytes(got.data) != bytes(msg.data)                            # derained again
 
-        [r] = _set_params(client_node, "/twocams/pcnet", publish_residue=False)
+        [r] = set_params(client_node, "/twocams/pcnet", publish_residue=False)
         assert r.successful
         out[(0, "rain_residue")].clear()
         _send_and_get(pubs[0], out[(0, "clean")], msg)
         time.sleep(1.0)
         assert out[(0, "rain_residue")].msgs() == []
     finally:
-        _set_params(client_node, "/twocams/pcnet", enabled=True, publish_residue=True)
+        set_params(client_node, "/twocams/pcnet", enabled=True, publish_residue=True)
 
-    [r] = _set_params(client_node, "/twocams/pcnet", device="cuda")
+    [r] = set_params(client_node, "/twocams/pcnet", device="cuda")
     assert not r.successful and "read-only" in r.reason
-    [r] = _set_params(client_node, "/twocams/pcnet", residue_mode="bogus")
+    [r] = set_params(client_node, "/twocams/pcnet", residue_mode="bogus")
     assert not r.successful and "residue_mode must be one of" in r.reason
-    [r] = _set_params(client_node, "/twocams/pcnet", max_input_size=-5)
+    [r] = set_params(client_node, "/twocams/pcnet", max_input_size=-5)
     assert not r.successful
 
 
@@ -196,22 +169,22 @@ def test_oversize_policy_at_runtime(two_cams, graph, rng):
     client_node = graph.node("oversize_client")
     arr = rng.integers(0, 256, (40, 64, 3), dtype=np.uint8)
     try:
-        assert _set_params(client_node, "/twocams/pcnet", max_input_size=32)[0].successful
+        assert set_params(client_node, "/twocams/pcnet", max_input_size=32)[0].successful
         got = _send_and_get(pubs[0], out[(0, "clean")], image_msg(arr, "rgb8", frame_id="down"))
         assert (got.height, got.width) == (40, 64)           # downscaled for the model, full size out
-        assert _set_params(client_node, "/twocams/pcnet", oversize_policy="refuse")[0].successful
+        assert set_params(client_node, "/twocams/pcnet", oversize_policy="refuse")[0].successful
         out[(0, "clean")].clear()
         pubs[0].publish(image_msg(arr, "rgb8", frame_id="refused"))
         time.sleep(1.5)
         assert out[(0, "clean")].msgs() == []
     finally:
-        _set_params(client_node, "/twocams/pcnet", max_input_size=0, oversize_policy="downscale")
+        set_params(client_node, "/twocams/pcnet", max_input_size=0, oversize_policy="downscale")
 
 
 def test_params_file_values_are_loaded(two_cams, graph):
     proc, node, pubs, out = two_cams
-    values = _get_params(graph.node("param_reader"), "/twocams/pcnet", "output_suffix", "input_topics",
-                         "input_qos_depth", "torch_threads")
+    values = get_params(graph.node("param_reader"), "/twocams/pcnet", "output_suffix", "input_topics",
+                        "input_qos_depth", "torch_threads")
     assert values[0].string_value == "clean"
     assert list(values[1].string_array_value) == ["cam0/image_raw", "cam1/image_raw"]
     assert values[2].integer_value == 100 and values[3].integer_value == 1
@@ -230,7 +203,7 @@ def test_shipped_params_file_loads(graph, tmp_path):
         reader = graph.node("shipped_reader")
         names = [k for k in shipped if k not in overrides]
         assert wait_until(lambda: reader.count_publishers("/shipped/image_raw/derained") > 0, 60), proc.log()
-        got = _get_params(reader, "/shipped/pcnet", *names)
+        got = get_params(reader, "/shipped/pcnet", *names)
         for name, value in zip(names, got):
             actual = {ParameterType.PARAMETER_BOOL: value.bool_value,
                       ParameterType.PARAMETER_INTEGER: value.integer_value,

@@ -41,6 +41,23 @@ def test_run_time_changes_that_are_fine():
                                          "oversize_policy", "max_frame_memory_mb"}
 
 
+def test_changes_are_all_or_nothing_and_static_ones_only_where_allowed():
+    """The running node refuses static parameters; a managed node that is not configured takes them (hint None),
+    still checked one by one and against each other, and a refused set leaves every value as it was."""
+    base = {p.name: p.default for p in params.PARAMS}
+    new = params.changed_values(base, [("max_input_size", 640), ("use_sim_time", True)])
+    assert new["max_input_size"] == 640 and base["max_input_size"] == 1920 and "use_sim_time" not in new
+    with pytest.raises(params.ConfigError, match="device is read-only: restart the node"):
+        params.changed_values(base, [("max_input_size", 640), ("device", "cuda")])
+    new = params.changed_values(base, [("device", "cuda"), ("warmup_sizes", "64x48")], static_hint=None)
+    assert (new["device"], new["warmup_sizes"]) == ("cuda", "64x48")
+    with pytest.raises(params.ConfigError, match="warmup_sizes must be WIDTHxHEIGHT"):
+        params.changed_values(base, [("warmup_sizes", "64 by 48")], static_hint=None)
+    with pytest.raises(params.ConfigError, match="clean and residue images would share one topic"):
+        params.changed_values(base, [("residue_suffix", "derained")], static_hint=None)
+    assert base == {p.name: p.default for p in params.PARAMS}
+
+
 def test_warmup_sizes_are_width_by_height_lists():
     assert params.parse_sizes("") == []
     assert params.parse_sizes("1280x720, 640 X 480,") == [(1280, 720), (640, 480)]

@@ -8,19 +8,27 @@
 
 Same parameters and per-frame behaviour as ``pcnet_node``: both map onto
 :class:`pcnet_ros.ros.node.Wiring`.  Parameters are declared at construction
-(so ``ros2 param`` works in every state) and checked at ``configure``.
+(so ``ros2 param`` works in every state) and checked when set.  Run-time ones
+change in any state; the others (weights, device, warmup_sizes, ...) while the
+node is unconfigured, from its start or after a cleanup or a failed configure,
+and ``configure`` uses them: no restart to try other weights or a smaller
+warm-up.
 """
 from __future__ import annotations
 
 import sys
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 
 from pcnet_ros.core.weights import WeightsError
 from pcnet_ros.ros import params
 from pcnet_ros.ros.node import run, Wiring
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+#: What a configured managed node says about a change to a parameter that is not run-time.
+CLEANUP_FIRST = "cleanup the node, set it, then configure again"
 
 
 class PCNetLifecycleNode(LifecycleNode):
@@ -28,9 +36,21 @@ class PCNetLifecycleNode(LifecycleNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("pcnet", **kwargs)
-        self._values = params.declare_all(self)          # a bad config still fails at start, in one line
+        self._values = params.declare_all(self, static_read_only=False)   # a bad config still fails at start
         self.wiring: Wiring | None = None
-        self._on_set = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        """Configured: run-time changes reach the worker, the others are refused. Unconfigured: any checked value
+        is kept for the next configure."""
+        wiring = self.wiring
+        if wiring is not None:
+            return wiring.on_set_parameters(changed, CLEANUP_FIRST)
+        try:
+            self._values = params.changed_values(self._values, [(p.name, p.value) for p in changed], None)
+        except params.ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Returns once the warm-up has run: an orchestrator that waits for configure can then activate a node
@@ -54,7 +74,6 @@ class PCNetLifecycleNode(LifecycleNode):
             self.get_logger().error(f"configure failed: warm-up: {error!r}")
             self._release()
             return FAILURE
-        self._on_set = self.add_on_set_parameters_callback(wiring.on_set_parameters)
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -81,9 +100,6 @@ class PCNetLifecycleNode(LifecycleNode):
         if self.wiring is None:
             return True
         self.wiring.close_topics()
-        if self._on_set is not None:
-            self.remove_on_set_parameters_callback(self._on_set)
-            self._on_set = None
         finished = self.wiring.unload()
         self._values = self.wiring.values          # run-time changes survive a cleanup/configure cycle
         self.wiring = None

@@ -339,14 +339,11 @@ class Wiring:
                 self._diag_pub.publish(arr)
 
     # ---- run-time parameters ----------------------------------------------------------------
-    def on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
-        new = dict(self.values)
-        for prm in changed:
-            why = params.check_change(prm.name, prm.value, self.values)
-            if why:
-                return SetParametersResult(successful=False, reason=why)
-            if prm.name in params.BY_NAME:
-                new[prm.name] = prm.value
+    def on_set_parameters(self, changed: list[Parameter], static_hint: str = params.RESTART) -> SetParametersResult:
+        try:
+            new = params.changed_values(self.values, [(prm.name, prm.value) for prm in changed], static_hint)
+        except params.ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         settings = Settings.from_params(new)
         if self.worker is not None and settings != self.worker.settings:
             self.worker.settings = settings

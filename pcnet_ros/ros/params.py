@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import json
 import re
 import sys
-from typing import Any
+from typing import Any, Iterable
 
 from pcnet_ros.core.engine import BACKENDS, PRECISIONS, RESIDUE_MODES
 from pcnet_ros.ros.qos import INPUT_CHOICES, OUTPUT_CHOICES
@@ -158,18 +158,40 @@ def check_all(values: dict[str, Any]) -> None:
                           "residue images would share one topic")
 
 
-def check_change(name: str, value: Any, current: dict[str, Any]) -> str | None:
-    """Why a run-time change is refused, or None."""
+#: What a node that is running says about a change to a parameter that is not run-time.
+RESTART = "restart the node to change it"
+
+
+def check_change(name: str, value: Any, current: dict[str, Any], static_hint: str | None = RESTART) -> str | None:
+    """Why a change is refused, or None. ``static_hint``: what to do instead when ``name`` is not a run-time
+    parameter; None where every parameter may change (a managed node that is not configured)."""
     p = BY_NAME.get(name)
     if p is None:
         return None                    # not ours (use_sim_time and friends)
-    if not p.runtime:
-        return f"{name} is read-only: restart the node to change it"
+    if not p.runtime and static_hint is not None:
+        return f"{name} is read-only: {static_hint}"
     return p.check(value)
 
 
-def descriptor(p: Param):
-    """The rcl ParameterDescriptor: read-only flag, range, and the doc with its choices."""
+def changed_values(current: dict[str, Any], changes: Iterable[tuple[str, Any]],
+                   static_hint: str | None = RESTART) -> dict[str, Any]:
+    """``current`` with ``changes`` applied, as ``ros2 param set`` gets them: each checked, then the rules between
+    parameters. Raises ConfigError, and nothing changes, if any one is refused."""
+    new = dict(current)
+    for name, value in changes:
+        why = check_change(name, value, current, static_hint)
+        if why:
+            raise ConfigError(why)
+        if name in BY_NAME:
+            new[name] = value
+    check_all(new)
+    return new
+
+
+def descriptor(p: Param, static_read_only: bool = True):
+    """The rcl ParameterDescriptor: read-only flag, range, and the doc with its choices. rcl's read-only is for
+    the node's whole life, so a managed node, whose static parameters may change while it is unconfigured,
+    declares them writable (``static_read_only=False``) and refuses them itself while configured."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     doc = p.doc.replace("`", "") + (f" (one of: {', '.join(p.choices)})" if p.choices else "")
@@ -178,10 +200,10 @@ def descriptor(p: Param):
         kw["integer_range"] = [IntegerRange(from_value=int(p.lo), to_value=int(p.hi), step=1)]
     elif p.lo is not None and type(p.default) is float:
         kw["floating_point_range"] = [FloatingPointRange(from_value=float(p.lo), to_value=float(p.hi), step=0.0)]
-    return ParameterDescriptor(description=doc, read_only=not p.runtime, **kw)
+    return ParameterDescriptor(description=doc, read_only=not p.runtime and static_read_only, **kw)
 
 
-def declare_all(node) -> dict[str, Any]:
+def declare_all(node, static_read_only: bool = True) -> dict[str, Any]:
     """Declare every parameter on ``node``; a bad override becomes one ConfigError line, not a traceback.
 
     An integer given for a double parameter (``diagnostics_period: 2``) is taken as that double.
@@ -191,7 +213,7 @@ def declare_all(node) -> dict[str, Any]:
     values = {}
     for p in PARAMS:
         try:
-            values[p.name] = node.declare_parameter(p.name, p.default, descriptor(p)).value
+            values[p.name] = node.declare_parameter(p.name, p.default, descriptor(p, static_read_only)).value
             continue
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
             given = node._parameter_overrides.get(p.name)   # rclpy keeps --ros-args/params-file values here
@@ -200,7 +222,8 @@ def declare_all(node) -> dict[str, Any]:
         except (TypeError, ValueError) as exc:              # e.g. `input_topics: []`: rclpy cannot type it
             value, why = None, f"{p.name}: {exc}"
         if why is None and type(p.default) is float and type(value) is int:
-            values[p.name] = node.declare_parameter(p.name, float(value), descriptor(p), ignore_override=True).value
+            values[p.name] = node.declare_parameter(p.name, float(value), descriptor(p, static_read_only),
+                                                    ignore_override=True).value
             continue
         raise ConfigError(why or f"{p.name}: invalid value {value!r}")
     check_all(values)

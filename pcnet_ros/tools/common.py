@@ -9,7 +9,7 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
-from typing import Any, IO
+from typing import Any, IO, Sequence
 
 from pcnet_ros.core.engine import BACKENDS, DerainEngine, PRECISIONS
 from pcnet_ros.core.weights import build_model, WeightsError
@@ -63,9 +63,10 @@ def fail(prog: str, message: str) -> int:
 
 def start_node(params: dict[str, Any], namespace: str = "/", log: IO | int = subprocess.DEVNULL,
                params_file: Path | None = None, env: dict | None = None,
-               module: str = "pcnet_ros.ros.node") -> subprocess.Popen:
-    """pcnet_node (or ``module``) as its own process, started as a user would (``--params-file``, ``-p``)."""
-    cmd = [sys.executable, "-m", module, "--ros-args"]
+               module: str = "pcnet_ros.ros.node", prefix: Sequence[str] = ()) -> subprocess.Popen:
+    """pcnet_node (or ``module``) as its own process, started as a user would (``--params-file``, ``-p``);
+    ``prefix`` goes before the interpreter, as a launch file's ``prefix`` does (e.g. ``prlimit --as=...``)."""
+    cmd = [*prefix, sys.executable, "-m", module, "--ros-args"]
     if params_file is not None:
         cmd += ["--params-file", str(params_file)]
     cmd += ["-r", f"__ns:={namespace}"]
