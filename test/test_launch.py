@@ -33,9 +33,10 @@ LC_ACTIVATE = "ros2 lifecycle set /pcnet activate"
 LC_GET = "ros2 lifecycle get /pcnet"
 PARAM_SET = "ros2 param set /front/pcnet enabled false"
 PARAM_GET = "ros2 param get /front/pcnet device"
+LC_PARAM_SET = "ros2 param set /pcnet warmup_sizes 1280x720"
 #: Every `ros2 ...` line of the README is one of these (rosbag2 is not on this machine: see README).
 TESTED_COMMANDS = [ONE_CAMERA, ONE_CAMERA_CUDA, TWO_CAMERAS, PARAMS_FILE, SIM_TIME, SHM_PROFILE, RUN, PARAM_SET,
-                   PARAM_GET, MANAGED, MANAGED_MANUAL, LC_CONFIGURE, LC_ACTIVATE, LC_GET]
+                   PARAM_GET, MANAGED, MANAGED_MANUAL, LC_CONFIGURE, LC_ACTIVATE, LC_GET, LC_PARAM_SET]
 NOT_RUNNABLE_HERE = ("ros2 bag ",)
 
 CLEAN_EXIT = re.compile(r"\[INFO\] \[pcnet(_lifecycle)?_node-1\]: process has finished cleanly")
@@ -194,8 +195,14 @@ def test_managed_node_brought_up_with_ros2_lifecycle(ws, graph, tmp_path):
     try:
         got = ws.run_until(LC_GET, "unconfigured")
         assert "unconfigured" in got.stdout, got
+        got = ws.run_until(LC_PARAM_SET, "Set parameter")         # unconfigured: a static parameter is taken
+        assert "Set parameter successful" in got.stdout, got
         assert "Transitioning successful" in ws.run_until(LC_CONFIGURE, "Transitioning").stdout
         assert "inactive" in ws.run(LC_GET).stdout
+        assert "warmed up 1280x720" in launched.log()                # and configure used it
+        refused = ws.run(LC_PARAM_SET)                               # configured: refused, with what to do
+        assert "Setting parameter failed" in refused.stdout + refused.stderr, refused
+        assert "cleanup the node" in refused.stdout + refused.stderr, refused
         assert "Transitioning successful" in ws.run_until(LC_ACTIVATE, "Transitioning").stdout
         assert "active" in ws.run(LC_GET).stdout
         _roundtrip(graph, "/camera/image_raw", 13, launched=launched)
