@@ -267,7 +267,7 @@ def test_lifecycle_configure_fails_when_the_warm_up_raises_and_the_fix_needs_no_
         assert not bad.successful and "warmup_sizes must be WIDTHxHEIGHT" in bad.reason
         assert transition(Transition.TRANSITION_CONFIGURE), proc.log()
         assert "warmed up 64x48" in proc.log() and state() == State.PRIMARY_STATE_INACTIVE
-        # configured: the static one is refused with what to do, the run-time one still taken
+        # configured: the static one is refused, with what to do instead
         [static] = set_params(node, f"{ns}/pcnet", warmup_sizes="640x480")
         assert not static.successful and "cleanup the node" in static.reason, static.reason
         assert transition(Transition.TRANSITION_ACTIVATE)

@@ -65,7 +65,7 @@ def start_node(params: dict[str, Any], namespace: str = "/", log: IO | int = sub
                params_file: Path | None = None, env: dict | None = None,
                module: str = "pcnet_ros.ros.node", prefix: Sequence[str] = ()) -> subprocess.Popen:
     """pcnet_node (or ``module``) as its own process, started as a user would (``--params-file``, ``-p``);
-    ``prefix`` goes before the interpreter, as a launch file's ``prefix`` does (e.g. ``prlimit --as=...``)."""
+    ``prefix`` goes before the interpreter, as a launch file's ``prefix`` does (e.g. ``prlimit --data=...``)."""
     cmd = [*prefix, sys.executable, "-m", module, "--ros-args"]
     if params_file is not None:
         cmd += ["--params-file", str(params_file)]
