@@ -30,12 +30,12 @@ def test_defaults_pass_their_own_checks():
     ("device", "cuda", "device is read-only"),
 ])
 def test_run_time_changes_are_checked(name, value, message):
-    assert message in params.check_change(name, value, {})
+    assert message in params.check_change(name, value)
 
 
 def test_run_time_changes_that_are_fine():
-    assert params.check_change("max_input_size", 640, {}) is None
-    assert params.check_change("use_sim_time", True, {}) is None      # not ours: rclpy handles it
+    assert params.check_change("max_input_size", 640) is None
+    assert params.check_change("use_sim_time", True) is None      # not ours: rclpy handles it
     assert set(params.RUNTIME_NAMES) == {"enabled", "publish_residue", "publish_rain_level", "jpeg_quality",
                                          "residue_mode", "max_input_size",
                                          "oversize_policy", "max_frame_memory_mb"}

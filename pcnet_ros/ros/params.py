@@ -162,7 +162,7 @@ def check_all(values: dict[str, Any]) -> None:
 RESTART = "restart the node to change it"
 
 
-def check_change(name: str, value: Any, current: dict[str, Any], static_hint: str | None = RESTART) -> str | None:
+def check_change(name: str, value: Any, static_hint: str | None = RESTART) -> str | None:
     """Why a change is refused, or None. ``static_hint``: what to do instead when ``name`` is not a run-time
     parameter; None where every parameter may change (a managed node that is not configured)."""
     p = BY_NAME.get(name)
@@ -179,7 +179,7 @@ def changed_values(current: dict[str, Any], changes: Iterable[tuple[str, Any]],
     parameters. Raises ConfigError, and nothing changes, if any one is refused."""
     new = dict(current)
     for name, value in changes:
-        why = check_change(name, value, current, static_hint)
+        why = check_change(name, value, static_hint)
         if why:
             raise ConfigError(why)
         if name in BY_NAME:
