@@ -91,8 +91,8 @@ def _make_training_commands(*targets: str) -> list[list[str]]:
 def test_every_make_training_command_passes_the_argument_checks_and_the_readme_names_the_light_cycle():
     """The Makefile's recipes run only in long sessions; a bad option there would surface hours later."""
     commands = _make_training_commands("train-light", "train-heavy", "finetune-heavy", "heavy-b128", "light-mse",
-                                       "heavy-b128p160")
-    assert len(commands) == 8
+                                       "heavy-b128p160", "heavy-all12")
+    assert len(commands) == 9
     repeatable = {o for a in train.build_parser()._actions if isinstance(a, argparse._AppendAction)
                   for o in a.option_strings}                           # --data, --val-data, ...
     for argv in commands:
@@ -421,6 +421,36 @@ def test_min_gain_keeps_weights_that_beat_the_best_only_by_noise(pair_dir, tmp_p
     assert torch.load(out / "last.pth", weights_only=False)["state"]["best_psnr"] == start
     with pytest.raises(SystemExit):
         train.main(args + ["--out", str(tmp_path / "bad"), "--min-gain", "-0.1"])
+
+
+def test_select_last_keeps_the_last_validation_even_when_it_scores_worse(pair_dir, tmp_path):
+    """--select last (a fine-tune on data with nothing of its kind left to hold out): the exported weights are the
+    last validation's, here a run wrecked by a far too high rate, scoring under its start; --select best keeps
+    none of them. The weights say how they were kept."""
+    from pcnet_ros.core.weights import read_checkpoint
+
+    init = tmp_path / "start.pth"           # weights that have learnt something, so a wrecked run scores under them
+    common = ["--data", str(pair_dir), "--batch", "4", "--patch", "32", "--model-size", "tiny", "--quiet",
+              "--device", "cpu", "--val-every", "3"]
+    assert train.main(common + ["--out", str(tmp_path / "start"), "--lr", "2e-3", "--steps", "30",
+                                "--eval-every", "30", "--export", str(init)]) == 0
+    args = common + ["--lr", "0.5", "--steps", "6", "--eval-every", "3", "--init", str(init)]
+    for select in ("best", "last"):
+        out, export = tmp_path / select, tmp_path / f"{select}.pth"
+        assert train.main(args + ["--out", str(out), "--export", str(export), "--select", select]) == 0
+        history = torch.load(out / "last.pth", weights_only=False)["state"]["history"]
+        start, last = history[0]["score"], history[-1]["score"]
+        assert last < start and all(h["score"] < start for h in history[1:])     # the rate wrecked every step
+        if select == "best":
+            assert not export.exists()
+            continue
+        meta = read_checkpoint(export)["meta"]
+        assert meta["step"] == 6 and meta["select"] == "last" and meta["selection_score"] == round(last, 3)
+        kept = torch.load(out / "last.pth", weights_only=False)["model"]
+        exported = read_checkpoint(export)["state_dict"]
+        assert all(torch.equal(kept[k], exported[k]) for k in kept)
+    with pytest.raises(SystemExit):
+        train.main(args + ["--out", str(tmp_path / "bad"), "--select", "last", "--min-gain", "0.05"])
 
 
 def test_fine_tuning_records_its_starting_weights(pair_dir, tmp_path):

@@ -39,4 +39,5 @@ def weights_meta(args: argparse.Namespace, state: dict, scores: dict, selection:
             "pixel_samples": state["pixel_samples"], "batch": args.batch, "accum": args.accum,
             "patch": args.patch,
             "aug": args.aug, "precision": args.precision, "schedule_steps": args.steps,
-            "lr": args.lr, "loss": args.loss, "weights": kind, "ema_decay": args.ema or None}
+            "lr": args.lr, "loss": args.loss, "weights": kind, "ema_decay": args.ema or None,
+            "select": args.select}

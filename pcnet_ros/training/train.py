@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-gain", type=float, default=0.0, metavar="DB",
                     help="a validation replaces the best (best.pth, --export) only when it beats it by more than "
                          "this: on a small split a gain of a thousandth of a dB is noise, not new weights")
+    ap.add_argument("--select", choices=("best", "last"), default="best",
+                    help="best: keep the best-scoring validation; last: every validation replaces the kept weights "
+                         "(a last fine-tune on data with nothing of its kind left to hold out, whose effect is "
+                         "measured elsewhere; its scores are then no selection)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--model-size", choices=list(MODEL_SIZES), default="paper",
                     help="'tiny' only for quick tests of the training loop itself")
@@ -165,6 +169,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--ema is a decay per step, 0 (off) or between 0 and 1: {args.ema}")
     if args.min_gain < 0:
         ap.error(f"--min-gain is a margin in dB, 0 or more: {args.min_gain}")
+    if args.select == "last" and args.min_gain:
+        ap.error("--min-gain is a margin over the best; --select last keeps every validation")
     if bool(args.transplant_from) != bool(args.transplant_prob):
         ap.error("--transplant-from and --transplant-prob go together")
     if args.stop_at is not None and not 0 < args.stop_at <= args.steps:
@@ -329,7 +335,7 @@ def _train(argv: list[str] | None) -> int:
                                          "split_psnr": s.get("split_psnr_out"), "elapsed_s": state["elapsed_s"],
                                          "pixel_samples": state["pixel_samples"], "lr": lr, "weights": kind,
                                          "ema_score": rec.get("ema_score")})
-                if psnr > state["best_psnr"] + args.min_gain:
+                if args.select == "last" or psnr > state["best_psnr"] + args.min_gain:
                     state["best_psnr"] = psnr
                     meta = weights_meta(args, state, s, psnr, kind, len(select or val), len(train_paths),
                                         str(device))
@@ -340,7 +346,7 @@ def _train(argv: list[str] | None) -> int:
                 avg = f" ({kind}; average {rec['ema_score']:.2f})" if averaged is not None else ""
                 tqdm.write(f"step {state['step']}: val Y-PSNR {s['psnr_out']:.2f} dB (input {s['psnr_in']:.2f})"
                            f"{split}; "
-                           f"selection score {psnr:.2f}{avg}, best {state['best_psnr']:.2f}")
+                           f"selection score {psnr:.2f}{avg}, {args.select} {state['best_psnr']:.2f}")
                 checkpoint()
                 bank()
             if state["step"] % args.log_every == 0 or "val_psnr" in rec:
@@ -356,7 +362,7 @@ def _train(argv: list[str] | None) -> int:
         log.close()
         signal.signal(signal.SIGTERM, previous_handler)      # a caller in the same process gets its SIGTERM back
         clock.restore()
-    print(f"stopped at step {state['step']}/{args.steps}; best val Y-PSNR {state['best_psnr']:.2f} dB")
+    print(f"stopped at step {state['step']}/{args.steps}; {args.select} val Y-PSNR {state['best_psnr']:.2f} dB")
     return 0
 
 
