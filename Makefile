@@ -67,11 +67,14 @@ train-heavy: $(STAMP)
 	  --streaks $(DATA)/rain-streaks-garg06 --init checkpoints/heavy_base.pth --bank checkpoints/heavy_last.pth \
 	  --export checkpoints/heavy_base.pth
 
+# What every heavy fine-tune shares beside its data: flips, 2 threads, compile, and the rain mix (streak-composited
+# heavy rain on a fifth of the patches, the --transplant-from folders' real RainTrainH rain on 60% of the rest).
+HEAVY_COMMON = --aug flips --threads 2 --compile --synth-prob 0.2 --synth-level heavy \
+	  --streaks $(DATA)/rain-streaks-garg06 --transplant-prob 0.6
 # Every cycle of the heavy fine-tune: the same data, shares, rain mix and selection; each sets its batch and patch.
 HEAVY_FT = $(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
 	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val \
-	  --warmup 50 --aug flips --eval-every 200 --threads 2 --compile --synth-prob 0.2 --synth-level heavy \
-	  --streaks $(DATA)/rain-streaks-garg06 --transplant-from runs/h100fold/train --transplant-prob 0.6 \
+	  --warmup 50 --eval-every 200 $(HEAVY_COMMON) --transplant-from runs/h100fold/train \
 	  --export weights/pcnet_heavy.pth
 finetune-heavy: $(STAMP)
 	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
@@ -120,9 +123,8 @@ heavy-all12: $(STAMP)
 	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
 	$(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data runs/h100fold/val \
 	  --data $(DATA)/rain100l-train --data $(DATA)/pcnet-train --data-share 0.2 0.1 0.45 0.25 --warmup 10 \
-	  --aug flips --eval-every 60 --threads 2 --compile --synth-prob 0.2 --synth-level heavy \
-	  --streaks $(DATA)/rain-streaks-garg06 --transplant-from runs/h100fold/train --transplant-from runs/h100fold/val \
-	  --transplant-prob 0.6 --out runs/heavy_all12 --steps 120 --lr 5e-5 --batch 128 --accum 4 --patch 160 \
+	  --eval-every 60 $(HEAVY_COMMON) --transplant-from runs/h100fold/train --transplant-from runs/h100fold/val \
+	  --out runs/heavy_all12 --steps 120 --lr 5e-5 --batch 128 --accum 4 --patch 160 \
 	  --precision $(TRAIN_PRECISION) --select last --init weights/pcnet_heavy.pth \
 	  --bank checkpoints/heavy_all12_last.pth --export checkpoints/pcnet_heavy_all12.pth
 
