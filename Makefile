@@ -76,8 +76,14 @@ HEAVY_FT = $(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train 
 	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val \
 	  --warmup 50 --eval-every 200 $(HEAVY_COMMON) --transplant-from runs/h100fold/train \
 	  --export weights/pcnet_heavy.pth
+# The RainTrainH pairs split 8 fitted / 4 held out, as the heavy fine-tunes see them (runs/h100fold).
+FOLD = $(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
+# What the heavy cycles from the fourth on share beside batch and patch: rate, chunks, precision, moving average,
+# the export margin and the start.
+HEAVY_CYCLE = $(HEAVY_FT) --lr 2e-4 --accum 4 --precision $(TRAIN_PRECISION) --ema 0.995 --min-gain 0.05 \
+	  --init weights/pcnet_heavy.pth
 finetune-heavy: $(STAMP)
-	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
+	$(FOLD)
 	$(HEAVY_FT) --out runs/heavy_ft --steps 1600 --lr 2e-4 --batch 8 --patch 96 --init checkpoints/heavy_base.pth \
 	  --bank checkpoints/heavy_ft_last.pth
 	$(HEAVY_FT) --out runs/heavy_ft2 --steps 1000 --lr 1e-4 --batch 8 --patch 96 --init weights/pcnet_heavy.pth \
@@ -91,9 +97,8 @@ finetune-heavy: $(STAMP)
 # validated beside the weights.  Its 4 held-out pairs swing about 0.25 dB between validations, so an export needs
 # 0.05 dB more than the best.
 heavy-b128: $(STAMP)
-	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
-	$(HEAVY_FT) --out runs/heavy_b128p128 --steps 1000 --lr 2e-4 --batch 128 --accum 4 --patch 128 \
-	  --precision $(TRAIN_PRECISION) --ema 0.995 --min-gain 0.05 --init weights/pcnet_heavy.pth \
+	$(FOLD)
+	$(HEAVY_CYCLE) --out runs/heavy_b128p128 --steps 1000 --batch 128 --patch 128 \
 	  --bank checkpoints/heavy_b128p128_last.pth
 
 # The last light fine-tune, on the metric the benchmarks report: mean squared error (--loss mse) instead of the
@@ -110,17 +115,15 @@ light-mse: $(STAMP)
 # The fifth heavy cycle, from the fourth's file: its recipe with 160x160 patches (1.56x the pixels of a step; on the
 # light weights at batch 256 the patch size moved the split most), four chunks of 32.
 heavy-b128p160: $(STAMP)
-	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
-	$(HEAVY_FT) --out runs/heavy_b128p160 --steps 1000 --lr 2e-4 --batch 128 --accum 4 --patch 160 \
-	  --precision $(TRAIN_PRECISION) --ema 0.995 --min-gain 0.05 --init weights/pcnet_heavy.pth \
+	$(FOLD)
+	$(HEAVY_CYCLE) --out runs/heavy_b128p160 --steps 1000 --batch 128 --patch 160 \
 	  --bank checkpoints/heavy_b128p160_last.pth
 
 # The sixth heavy cycle, from the fifth's file: its recipe with 192x192 patches (128 -> 160 gave the held-out
 # RainTrainH pairs +0.36 dB), batch 96 in four chunks of 24 so that a step holds about the fifth's pixels.
 heavy-b96p192: $(STAMP)
-	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
-	$(HEAVY_FT) --out runs/heavy_b96p192 --steps 800 --lr 2e-4 --batch 96 --accum 4 --patch 192 \
-	  --precision $(TRAIN_PRECISION) --ema 0.995 --min-gain 0.05 --init weights/pcnet_heavy.pth \
+	$(FOLD)
+	$(HEAVY_CYCLE) --out runs/heavy_b96p192 --steps 800 --batch 96 --patch 192 \
 	  --bank checkpoints/heavy_b96p192_last.pth
 
 # The issue's "last short fine-tune" on all 12 RainTrainH pairs (the 4 held out above join the 8), from the shipped
@@ -128,7 +131,7 @@ heavy-b96p192: $(STAMP)
 # on, so every validation replaces the kept file (--select last), written beside the shipped one as a candidate,
 # and its effect is reported separately: on Rain100H test (measured by the issue's owner) and on every other set.
 heavy-all12: $(STAMP)
-	$(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
+	$(FOLD)
 	$(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data runs/h100fold/val \
 	  --data $(DATA)/rain100l-train --data $(DATA)/pcnet-train --data-share 0.2 0.1 0.45 0.25 --warmup 10 \
 	  --eval-every 60 $(HEAVY_COMMON) --transplant-from runs/h100fold/train --transplant-from runs/h100fold/val \
