@@ -112,6 +112,33 @@ def test_inference_and_publish_errors_are_counted_and_survived(worker, rng, monk
     assert worker.process(0, _img(rng), 0.0) is Outcome.DERAINED        # and it keeps serving
 
 
+def test_a_frame_that_fails_to_decode_is_counted_and_the_thread_keeps_serving(tiny_model, rng):
+    """Anything a decoder raises besides MalformedImage (MemoryError, a codec bug) fails that frame only: an
+    uncaught error would end the inference thread and the node would publish nothing more, silently."""
+    sink = Sink()
+
+    def decode(payload):
+        if payload is None:
+            raise MemoryError("no room for the frame")
+        return Decoded(payload, bgr=False, encoding="rgb8")
+
+    w = DerainWorker(DerainEngine(tiny_model, device="cpu"), ["/a"], decode, sink, Settings(), warmup=False)
+    w.start()
+    try:
+        for payload in (None, _img(rng)):
+            w.received(0)
+            w.offer(0, payload)
+            deadline = time.monotonic() + 30
+            while (w.slots.pending() or w.stats[0].errors + w.stats[0].published < w.stats[0].received) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        assert w.stop(timeout=30)
+    st = w.stats[0]
+    assert st.errors == 1 and st.published == 1 and len(sink.items) == 1
+    assert st.received == st.published + st.errors + w.dropped(0) + sum(st.rejected.values())
+
+
 def test_thread_serves_newest_frames_round_robin_and_counts_every_frame(worker, rng):
     worker.start()
     try:

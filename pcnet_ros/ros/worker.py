@@ -149,6 +149,11 @@ class DerainWorker:
                 except MalformedImage as exc:
                     outcomes[i] = self.reject(camera, exc.reason, str(exc))
                     continue
+                except Exception as exc:  # MemoryError, a codec bug: this frame fails, the thread lives on
+                    self.stats[camera].on_error()
+                    outcomes[i] = Outcome.FAILED
+                    self._error(f"{self.cameras[camera]}: decoding failed: {exc!r}")
+                    continue
                 img = frame.image
                 why = self._size_problem(img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], s)
                 if why:
@@ -176,6 +181,7 @@ class DerainWorker:
                         got = [self.engine.derain_downscaled(f.image, s.max_input_size, bgr=f.bgr)]
                     else:
                         got = self.engine.derain_batch([frames[i].image for i in chunk], bgr=key[2])
+                    rains = [rain_level.measure(res.residue, res.clean.dtype) for res in got]
                 except InputError as exc:
                     for i in chunk:
                         outcomes[i] = self.reject(items[i][0], "bad_input", str(exc))
@@ -188,9 +194,9 @@ class DerainWorker:
                                 f"{exc!r}")
                     self.engine.release_cached_memory()
                     continue
-                for i, res in zip(chunk, got):
-                    res.rain = rain_level.measure(res.residue, res.clean.dtype)
-                    self.stats[items[i][0]].on_rain(res.rain)
+                for i, res, rain in zip(chunk, got, rains):
+                    res.rain = rain
+                    self.stats[items[i][0]].on_rain(rain)
                     results[i] = res
 
     def _finish(self, camera: int, payload: Any, frame: Decoded | None, result: DerainResult | None, s: Settings,
