@@ -67,6 +67,19 @@ def test_truncated_bag_fails_clearly_and_writes_nothing(tmp_path, tiny_model, rn
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
+def test_an_inference_failure_is_named_as_such_not_blamed_on_the_bag(tmp_path, tiny_model, frames, monkeypatch):
+    src = write_image_bag(frames[:3], tmp_path / "in")
+    engine = DerainEngine(tiny_model, device="cpu")
+
+    def out_of_memory(*a, **k):
+        raise RuntimeError("CUDA out of memory")
+    monkeypatch.setattr(engine, "derain_batch", out_of_memory)
+    with pytest.raises(bagio.BagError, match="inference failed on 3 frame.*/camera/image_raw.*out of memory") as got:
+        bag.derain_bag(src, tmp_path / "out", engine, progress=False)
+    assert "corrupt" not in str(got.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
 def test_cli_errors(tmp_path, capsys, frames):
     assert bag.main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert "no bag at" in capsys.readouterr().err

@@ -93,6 +93,10 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                     counts["skipped"] += len(p.items)
                     tqdm.write(f"{p.items[0][0].topic}: {len(p.items)} frame(s) skipped ({exc})")
                     results = []
+                except Exception as exc:   # out of memory, a device error: the bag is not to blame
+                    raise BagError(f"inference failed on {len(p.items)} frame(s) of {p.items[0][0].topic} at "
+                                   f"{p.items[0][1]}: {type(exc).__name__}: {exc} (a smaller --batch needs less "
+                                   f"memory)") from exc
                 for (conn, stamp, msg, arr, encoding, _), res in zip(p.items, results):
                     outputs = {"derained": res.clean,
                                "rain_residue": residue_to_image(res.residue, arr.dtype, residue_mode)}
