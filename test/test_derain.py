@@ -1,6 +1,7 @@
 import cv2
 import numpy as np
 
+from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.tools import derain
 
 
@@ -88,3 +89,18 @@ def test_flip_average_flag_writes_the_flip_averaged_frame(tmp_path, rng):
     got, plain = (cv2.imread(str(tmp_path / n)) for n in ("flip.png", "plain.png"))
     assert np.abs(got.astype(int) - want).max() <= 1
     assert np.abs(plain.astype(int) - want).max() > 1
+
+
+def test_an_inference_failure_is_one_line_naming_the_images(tmp_path, capsys, monkeypatch, rng):
+    for name in ("a.png", "b.png"):
+        _write(tmp_path / "in" / name, rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8))
+
+    def out_of_memory(*a, **k):
+        raise RuntimeError("CUDA out of memory")
+    monkeypatch.setattr(DerainEngine, "derain_batch", out_of_memory)
+    assert derain.main([str(tmp_path / "in"), str(tmp_path / "out"), "--random-weights", "--backend", "eager",
+                        "--batch", "2"]) == 2
+    err = capsys.readouterr().err                       # after the progress bar's lines
+    [line] = [line for line in err.splitlines() if line.startswith("pcnet-derain:")]
+    assert line.startswith("pcnet-derain: inference failed on ") and "a.png and 1 more" in line
+    assert "out of memory" in line and "0 image(s) written" in line and "Traceback" not in err

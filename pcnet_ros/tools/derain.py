@@ -85,15 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         engine = engine_from_args(args)
     except ToolError as exc:
         return fail("pcnet-derain", str(exc))
-    skipped = 0
+    skipped = written = 0
     batch: list[tuple[Path, Path, np.ndarray]] = []
 
     def flush() -> None:
+        nonlocal written
         if not batch:
             return
-        results = engine.derain_batch([img for _, _, img in batch], bgr=batch[0][2].ndim == 3)
+        try:
+            results = engine.derain_batch([img for _, _, img in batch], bgr=batch[0][2].ndim == 3)
+        except Exception as exc:   # out of memory, a device error: one line that names the images, no traceback
+            more = f" and {len(batch) - 1} more" if len(batch) > 1 else ""
+            raise ToolError(f"inference failed on {batch[0][0]}{more}: {type(exc).__name__}: {exc} ({written} "
+                            f"image(s) written before it; a smaller --batch needs less memory)") from exc
         for (src, dst, img), res in zip(batch, results):
             write_outputs(img, res, dst, args)
+            written += 1
         batch.clear()
 
     try:
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush()
                 bar.update(1)
             flush()
-    except (ImageIOError, OSError) as exc:   # the output went away or filled up: stop, say so
+    except (ImageIOError, OSError, ToolError) as exc:   # the output went away or filled up, or inference failed
         return fail("pcnet-derain", str(exc))
     print(f"derained {len(plan) - skipped} image(s) into {args.output}" + (f", skipped {skipped}" if skipped else ""))
     return PARTIAL if skipped else OK
