@@ -40,6 +40,23 @@ def test_play_errors(tmp_path):
     assert proc.returncode == 2 and "no bag at" in proc.stderr
 
 
+def test_a_damaged_bag_stops_play_with_one_line(tmp_path, rng):
+    """A recording with a zeroed stretch (a bad sector, a pulled card) plays what it can read, then says where it
+    stopped; rosbags' MCAP reader itself just ends there, and play once said 'published 9 messages', status 0."""
+    frames = [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(20)]
+    src = write_image_bag(frames, tmp_path / "bag", topic="/play_cut/image_raw", fps=100, storage="mcap")
+    [data] = list(src.glob("*.mcap"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3: len(raw) // 2] = bytes(len(raw) // 2 - len(raw) // 3)
+    data.write_bytes(bytes(raw))
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(src), "--wait", "0", "--delay", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("pcnet-play:")]
+    assert "corrupt or truncated after" in line and str(src) in line, line
+
+
 def test_node_under_sim_time_with_replayed_clock(graph, tmp_path, rng):
     """The `ros2 bag play --clock` + use_sim_time set-up, with pcnet-play standing in for ros2 bag play."""
     from diagnostic_msgs.msg import DiagnosticArray

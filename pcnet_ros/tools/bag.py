@@ -23,7 +23,7 @@ from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, resid
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
-                                   serialize_image, storage_of, typestore)
+                                   read_messages, serialize_image, storage_of, typestore)
 from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, OK, PARTIAL, ToolError
 
 
@@ -109,13 +109,17 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
             pending: dict[int, _Pending] = {c.id: _Pending() for c in image_conns}
             bar = progress_bar(total=reader.message_count, unit="msg", desc="pcnet-bag", disable=not progress)
             try:
-                for conn, stamp, raw in reader.messages():
+                for conn, stamp, raw in read_messages(reader, src):
                     writer.write(out_conns[conn.id], stamp, raw)
                     counts["copied"] += 1
                     bar.update(1)
                     if conn.id not in derived:
                         continue
-                    msg = store.deserialize_cdr(raw, conn.msgtype)
+                    try:
+                        msg = store.deserialize_cdr(raw, conn.msgtype)
+                    except Exception as exc:
+                        raise BagError(f"input bag {src} is corrupt: the {conn.topic} message at {stamp} cannot be "
+                                       f"read: {type(exc).__name__}: {exc}") from exc
                     try:
                         arr, encoding, bgr = _decode(conn.msgtype, msg)
                     except image_codec.MalformedImage as exc:
@@ -132,8 +136,8 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                     flush(p)
             except BagError:
                 raise
-            except Exception as exc:
-                raise BagError(f"input bag {src} is corrupt or truncated after {counts['copied']} messages: "
+            except Exception as exc:     # reading and decoding raise BagError: this is the output side
+                raise BagError(f"cannot write {dst} after {counts['copied']} messages: "
                                f"{type(exc).__name__}: {exc}") from exc
             finally:
                 bar.close()

@@ -54,6 +54,29 @@ def open_reader(path: Path):
     return reader
 
 
+def read_messages(reader, path: Path) -> Iterator[tuple]:
+    """``reader.messages()``, with a read failure (a truncated or corrupt file) raised as one BagError that says
+    how far it got, so that no caller mistakes it for its own failure or prints a traceback.
+
+    Also raised when fewer messages come than the bag's metadata lists: rosbags' MCAP reader stops without an
+    error at a zeroed stretch of a file, and a copy would then end early, silently.
+    """
+    n, it = 0, iter(reader.messages())
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            if n < reader.message_count:
+                raise BagError(f"input bag {path} is corrupt or truncated after {n} messages: its metadata lists "
+                               f"{reader.message_count}") from None
+            return
+        except Exception as exc:
+            raise BagError(f"input bag {path} is corrupt or truncated after {n} messages: "
+                           f"{type(exc).__name__}: {exc}") from exc
+        n += 1
+        yield item
+
+
 def writer_plugin(storage: str):
     from rosbags.rosbag2 import StoragePlugin
 
@@ -76,4 +99,7 @@ def bag_writer(path: Path, storage: str) -> Iterator:
         with suppress(Exception):
             writer.abort()
         raise
-    writer.close()
+    try:
+        writer.close()
+    except Exception as exc:  # the last pages or the index did not fit on the disk
+        raise BagError(f"cannot finish the bag at {path}: {type(exc).__name__}: {exc}") from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 import sys
 import time
 
-from pcnet_ros.tools.bagio import BagError, open_reader
+from pcnet_ros.tools.bagio import BagError, open_reader, read_messages
 
 
 def _msg_class(msgtype: str):
@@ -76,13 +76,13 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
         sent = 0
         while True:
             t_wall0, t_bag0 = time.monotonic(), None
-            for conn, stamp, raw in reader.messages():
+            for conn, stamp, raw in read_messages(reader, bag_path):
                 if conn.id not in pubs:
                     continue
                 t_bag0 = stamp if t_bag0 is None else t_bag0
-                delay = t_wall0 + (stamp - t_bag0) / 1e9 / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                ahead = t_wall0 + (stamp - t_bag0) / 1e9 / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
                 if clock_pub is not None:
                     from rosgraph_msgs.msg import Clock
 
