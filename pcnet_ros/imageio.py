@@ -1,6 +1,7 @@
 """Image files in and out, shared by the tools and training: one reader, one checked writer, one lister."""
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 import re
 
@@ -61,10 +62,13 @@ def write_image(path: str | Path, img: np.ndarray, params: list[int] | None = No
         img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
     try:
         ok = cv2.imwrite(str(path), img, params or [])
+        why = "" if ok else "OpenCV could not write it"
     except cv2.error as exc:
-        raise ImageIOError(f"cannot write image {path}: {exc}") from exc
-    if not ok:
-        raise ImageIOError(f"cannot write image {path}")
+        ok, why = False, str(exc)
+    if not ok:        # a full disk leaves a plausible-looking truncated TIFF behind: never keep half a file
+        with suppress(OSError):
+            path.unlink()
+        raise ImageIOError(f"cannot write image {path}: {why}")
     return path
 
 

@@ -104,3 +104,27 @@ def test_an_inference_failure_is_one_line_naming_the_images(tmp_path, capsys, mo
     [line] = [line for line in err.splitlines() if line.startswith("pcnet-derain:")]
     assert line.startswith("pcnet-derain: inference failed on ") and "a.png and 1 more" in line
     assert "out of memory" in line and "0 image(s) written" in line and "Traceback" not in err
+
+
+def test_a_write_that_runs_out_of_room_raises_and_leaves_no_half_file(tmp_path, rng):
+    """A full disk, made real with a file size limit: OpenCV's TIFF writer leaves the bytes that fitted."""
+    import resource
+    import signal
+
+    import pytest
+
+    from pcnet_ros.imageio import ImageIOError, write_image
+
+    img = rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8)     # 360 KB
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))
+    try:
+        for name in ("out.tif", "out.png"):
+            with pytest.raises(ImageIOError, match=f"cannot write image .*{name}"):
+                write_image(tmp_path / name, img)
+            assert not (tmp_path / name).exists(), name
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert write_image(tmp_path / "out.tif", img).stat().st_size > 50_000
