@@ -1,5 +1,8 @@
+from contextlib import contextmanager
 import os
 from pathlib import Path
+import resource
+import signal
 
 import numpy as np
 import pytest
@@ -52,6 +55,29 @@ def shared_or_skip(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not present: {p}")
     return p
+
+
+def zero_a_stretch(bag: Path) -> None:
+    """Zero the middle sixth of a bag's one MCAP file, as a bad sector would: rosbags' MCAP reader then stops
+    there without an error."""
+    [data] = list(bag.glob("*.mcap"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3: len(raw) // 2] = bytes(len(raw) // 2 - len(raw) // 3)
+    data.write_bytes(bytes(raw))
+
+
+@contextmanager
+def file_size_limit(nbytes: int):
+    """A full disk, made real: writes by this process, and by processes it starts meanwhile, fail with EFBIG past
+    ``nbytes`` (SIGXFSZ ignored, so the write returns an error instead of killing the process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
 
 
 # DDS traffic must stay on this machine: `make test` runs inside scripts/isolated-net (a private

@@ -1,11 +1,10 @@
 """pcnet-bag on real rosbag2 files (written and read with the rosbags library, sqlite3 and mcap)."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import get_typestore, Stores
 
+from conftest import file_size_limit, ROOT, zero_a_stretch
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools import bag, bagio
@@ -74,10 +73,7 @@ def test_a_bag_whose_reader_stops_early_is_not_copied_as_if_whole(tmp_path, tiny
     pcnet-bag once wrote those 9 of 22 and said so with status 0."""
     big = [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(20)]
     src = write_image_bag(big, tmp_path / "in", storage="mcap")
-    [data] = list(src.glob("*.mcap"))
-    raw = bytearray(data.read_bytes())
-    raw[len(raw) // 3: len(raw) // 2] = bytes(len(raw) // 2 - len(raw) // 3)
-    data.write_bytes(bytes(raw))
+    zero_a_stretch(src)
     with pytest.raises(bagio.BagError, match=r"corrupt or truncated after \d+ messages: its metadata lists 22"):
         bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
@@ -99,20 +95,15 @@ def test_an_inference_failure_is_named_as_such_not_blamed_on_the_bag(tmp_path, t
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_an_output_that_fills_up_is_named_not_blamed_on_the_input(tmp_path, rng, storage):
     """A full disk, made real with a file size limit on the process: the output is named, not the input."""
-    import resource
-    import signal
     import subprocess
     import sys
 
     big = [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(8)]
     src = write_image_bag(big, tmp_path / "in", storage=storage)     # about 460 KB of images
-
-    def limit_file_size():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)                 # a write past the limit fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
-    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.bag", str(src), str(tmp_path / "out"),
-                           "--device", "cpu", "--backend", "eager"], capture_output=True, text=True, timeout=300,
-                          preexec_fn=limit_file_size, cwd=Path(__file__).resolve().parent.parent)
+    with file_size_limit(300_000):
+        proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.bag", str(src), str(tmp_path / "out"),
+                               "--device", "cpu", "--backend", "eager"], capture_output=True, text=True,
+                              timeout=300, cwd=ROOT)
     line = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2, proc.stderr
     assert line.startswith("pcnet-bag: cannot ") and str(tmp_path / "out") in line, line

@@ -1,6 +1,7 @@
 import cv2
 import numpy as np
 
+from conftest import file_size_limit
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.tools import derain
 
@@ -108,23 +109,14 @@ def test_an_inference_failure_is_one_line_naming_the_images(tmp_path, capsys, mo
 
 def test_a_write_that_runs_out_of_room_raises_and_leaves_no_half_file(tmp_path, rng):
     """A full disk, made real with a file size limit: OpenCV's TIFF writer leaves the bytes that fitted."""
-    import resource
-    import signal
-
     import pytest
 
     from pcnet_ros.imageio import ImageIOError, write_image
 
     img = rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8)     # 360 KB
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))
-    try:
+    with file_size_limit(50_000):
         for name in ("out.tif", "out.png"):
             with pytest.raises(ImageIOError, match=f"cannot write image .*{name}"):
                 write_image(tmp_path / name, img)
             assert not (tmp_path / name).exists(), name
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, old_handler)
     assert write_image(tmp_path / "out.tif", img).stat().st_size > 50_000

@@ -8,6 +8,7 @@ import pytest
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
+from conftest import zero_a_stretch
 from pcnet_ros.tools.image_bag import START_NS, write_image_bag
 from ros_harness import Collector, ROOT
 
@@ -45,10 +46,7 @@ def test_a_damaged_bag_stops_play_with_one_line(tmp_path, rng):
     stopped; rosbags' MCAP reader itself just ends there, and play once said 'published 9 messages', status 0."""
     frames = [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(20)]
     src = write_image_bag(frames, tmp_path / "bag", topic="/play_cut/image_raw", fps=100, storage="mcap")
-    [data] = list(src.glob("*.mcap"))
-    raw = bytearray(data.read_bytes())
-    raw[len(raw) // 3: len(raw) // 2] = bytes(len(raw) // 2 - len(raw) // 3)
-    data.write_bytes(bytes(raw))
+    zero_a_stretch(src)
     proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(src), "--wait", "0", "--delay", "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
