@@ -139,6 +139,32 @@ def test_a_frame_that_fails_to_decode_is_counted_and_the_thread_keeps_serving(ti
     assert st.received == st.published + st.errors + w.dropped(0) + sum(st.rejected.values())
 
 
+def test_diagnostics_turn_error_while_frames_fail_and_ok_once_they_stop(worker, rng, monkeypatch):
+    """The status a camera publishes comes from the worker's counters: ERROR, naming the failure, only in the
+    period in which a frame failed; WARN for rejections; OK again when nothing new happened."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from pcnet_ros.ros.diagnostics import CameraHealth
+
+    health = CameraHealth()
+
+    def status():
+        return health.status("/a", "cpu", worker.stats[0].snapshot(), worker.dropped(0), {}, subscribed=True)
+
+    assert worker.process(0, _img(rng), 0.0) is Outcome.DERAINED
+    got = status()
+    assert (got.level, got.message) == (DiagnosticStatus.OK, "ok")
+    monkeypatch.setattr(worker.engine, "derain_batch", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    assert worker.process(0, _img(rng), 0.0) is Outcome.FAILED
+    got = status()
+    assert got.level == DiagnosticStatus.ERROR and "frames failed" in got.message
+    assert {kv.key: kv.value for kv in got.values}["errors"] == "1"
+    assert status().level == DiagnosticStatus.OK                       # nothing new since
+    assert worker.process(0, "x", 0.0) is Outcome.REJECTED
+    got = status()
+    assert (got.level, got.message) == (DiagnosticStatus.WARN, "rejecting frames")
+
+
 def test_thread_serves_newest_frames_round_robin_and_counts_every_frame(worker, rng):
     worker.start()
     try:

@@ -14,7 +14,7 @@ class CameraHealth:
                subscribed: bool, warming_up: bool = False) -> DiagnosticStatus:
         level, words = DiagnosticStatus.OK, ["warming up (frames wait)"] if warming_up else []
         if snapshot["errors"] > self._last["errors"]:
-            level, words = DiagnosticStatus.ERROR, words + ["inference errors"]
+            level, words = DiagnosticStatus.ERROR, words + ["frames failed (decode, inference or publish)"]
         if dropped > self._last["dropped"]:
             level, words = max(level, DiagnosticStatus.WARN), words + ["dropping frames (model slower than input)"]
         if snapshot["rejected"] > self._last["rejected"]:

@@ -24,7 +24,7 @@ from rclpy.parameter import Parameter
 
 from pcnet_ros.core.weights import WeightsError
 from pcnet_ros.ros import params
-from pcnet_ros.ros.node import run, Wiring
+from pcnet_ros.ros.node import checked_changes, run, Wiring
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 #: What a configured managed node says about a change to a parameter that is not run-time.
@@ -46,11 +46,10 @@ class PCNetLifecycleNode(LifecycleNode):
         wiring = self.wiring
         if wiring is not None:
             return wiring.on_set_parameters(changed, CLEANUP_FIRST)
-        try:
-            self._values = params.changed_values(self._values, [(p.name, p.value) for p in changed], None)
-        except params.ConfigError as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        return SetParametersResult(successful=True)
+        new, answer = checked_changes(self._values, changed, None)
+        if new is not None:
+            self._values = new
+        return answer
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Returns once the warm-up has run: an orchestrator that waits for configure can then activate a node

@@ -340,16 +340,25 @@ class Wiring:
 
     # ---- run-time parameters ----------------------------------------------------------------
     def on_set_parameters(self, changed: list[Parameter], static_hint: str = params.RESTART) -> SetParametersResult:
-        try:
-            new = params.changed_values(self.values, [(prm.name, prm.value) for prm in changed], static_hint)
-        except params.ConfigError as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
+        new, answer = checked_changes(self.values, changed, static_hint)
+        if new is None:
+            return answer
         settings = Settings.from_params(new)
         if self.worker is not None and settings != self.worker.settings:
             self.worker.settings = settings
             self.node.get_logger().info(f"run-time parameters now {settings}")
         self.values = new
-        return SetParametersResult(successful=True)
+        return answer
+
+
+def checked_changes(current: dict, changed: list[Parameter],
+                    static_hint: str | None) -> tuple[dict | None, SetParametersResult]:
+    """``current`` with ``changed`` applied and rcl's answer; None and the refusal's reason when one is refused."""
+    try:
+        new = params.changed_values(current, [(prm.name, prm.value) for prm in changed], static_hint)
+    except params.ConfigError as exc:
+        return None, SetParametersResult(successful=False, reason=str(exc))
+    return new, SetParametersResult(successful=True)
 
 
 class PCNetNode(Node):

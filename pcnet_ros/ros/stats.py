@@ -21,7 +21,7 @@ class CameraStats:
         self.received = 0
         self.published = 0
         self.rejected: Counter[str] = Counter()   # malformed / unsupported, by reason
-        self.errors = 0                            # inference or publish failures
+        self.errors = 0                            # decode, inference or publish failures
         self.lost_in_transport = 0                 # samples DDS reported lost before the node saw them
         self.missed_sequence = 0                   # gaps in publishers' sequence numbers (see SequenceGaps)
         self.rain = None                           # RainLevel of the last derained frame

@@ -34,7 +34,7 @@ class Outcome(enum.Enum):
     DERAINED = "derained"
     PASSED_THROUGH = "passed_through"   # enabled=false: the input message goes out untouched
     REJECTED = "rejected"               # unusable frame, counted by reason
-    FAILED = "failed"                   # inference or publish error, counted
+    FAILED = "failed"                   # decode, inference or publish error, counted
     DISCARDED = "discarded"             # finished after the outputs closed: counted as dropped
 
 
@@ -150,9 +150,7 @@ class DerainWorker:
                     outcomes[i] = self.reject(camera, exc.reason, str(exc))
                     continue
                 except Exception as exc:  # MemoryError, a codec bug: this frame fails, the thread lives on
-                    self.stats[camera].on_error()
-                    outcomes[i] = Outcome.FAILED
-                    self._error(f"{self.cameras[camera]}: decoding failed: {exc!r}")
+                    self._fail(items, [i], outcomes, f"{self.cameras[camera]}: decoding failed: {exc!r}")
                     continue
                 img = frame.image
                 why = self._size_problem(img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], s)
@@ -187,17 +185,21 @@ class DerainWorker:
                         outcomes[i] = self.reject(items[i][0], "bad_input", str(exc))
                     continue
                 except Exception as exc:  # CUDA OOM, driver errors, MemoryError: count, log, keep serving
-                    for i in chunk:
-                        self.stats[items[i][0]].on_error()
-                        outcomes[i] = Outcome.FAILED
-                    self._error(f"inference failed on {len(chunk)} frame(s) of {self.cameras[items[chunk[0]][0]]}: "
-                                f"{exc!r}")
+                    self._fail(items, chunk, outcomes, f"inference failed on {len(chunk)} frame(s) of "
+                                                       f"{self.cameras[items[chunk[0]][0]]}: {exc!r}")
                     self.engine.release_cached_memory()
                     continue
                 for i, res, rain in zip(chunk, got, rains):
                     res.rain = rain
                     self.stats[items[i][0]].on_rain(rain)
                     results[i] = res
+
+    def _fail(self, items, indices: list[int], outcomes: list, message: str) -> None:
+        """Frames that could not be processed: counted as errors on their cameras, logged once."""
+        for i in indices:
+            self.stats[items[i][0]].on_error()
+            outcomes[i] = Outcome.FAILED
+        self._error(message)
 
     def _finish(self, camera: int, payload: Any, frame: Decoded | None, result: DerainResult | None, s: Settings,
                 t_recv: float) -> Outcome:
