@@ -24,7 +24,7 @@ from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
                                    read_messages, serialize_image, storage_of, typestore)
-from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, OK, PARTIAL, ToolError
+from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, inference_failed, OK, PARTIAL, ToolError
 
 
 def _outputs_of(topic: str, msgtype: str) -> tuple[str, str]:
@@ -94,9 +94,8 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                     tqdm.write(f"{p.items[0][0].topic}: {len(p.items)} frame(s) skipped ({exc})")
                     results = []
                 except Exception as exc:   # out of memory, a device error: the bag is not to blame
-                    raise BagError(f"inference failed on {len(p.items)} frame(s) of {p.items[0][0].topic} at "
-                                   f"{p.items[0][1]}: {type(exc).__name__}: {exc} (a smaller --batch needs less "
-                                   f"memory)") from exc
+                    raise BagError(inference_failed(f"{len(p.items)} frame(s) of {p.items[0][0].topic} at "
+                                                    f"{p.items[0][1]}", exc)) from exc
                 for (conn, stamp, msg, arr, encoding, _), res in zip(p.items, results):
                     outputs = {"derained": res.clean,
                                "rain_residue": residue_to_image(res.residue, arr.dtype, residue_mode)}

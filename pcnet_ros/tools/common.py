@@ -56,6 +56,13 @@ def engine_from_args(args: argparse.Namespace) -> DerainEngine:
         raise ToolError(str(exc)) from None
 
 
+def inference_failed(what: str, exc: BaseException, before: str = "") -> str:
+    """The one line a batch tool prints when the model fails (out of memory, a device error): which frames, why,
+    and the flag that helps; ``before``: what was done before it."""
+    return (f"inference failed on {what}: {type(exc).__name__}: {exc} "
+            f"({before + '; ' if before else ''}a smaller --batch needs less memory)")
+
+
 def fail(prog: str, message: str) -> int:
     print(f"{prog}: {message}", file=sys.stderr, flush=True)
     return USAGE

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from pcnet_ros.core.engine import InputError, RESIDUE_MODES, residue_to_image
 from pcnet_ros.imageio import ImageIOError, is_image, natural_key, read_any, write_image
 from pcnet_ros.progress import progress_bar
-from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, OK, PARTIAL, ToolError
+from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, inference_failed, OK, PARTIAL, ToolError
 from pcnet_ros.tools.visual import amplify, side_by_side
 
 
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             results = engine.derain_batch([img for _, _, img in batch], bgr=batch[0][2].ndim == 3)
         except Exception as exc:   # out of memory, a device error: one line that names the images, no traceback
             more = f" and {len(batch) - 1} more" if len(batch) > 1 else ""
-            raise ToolError(f"inference failed on {batch[0][0]}{more}: {type(exc).__name__}: {exc} ({written} "
-                            f"image(s) written before it; a smaller --batch needs less memory)") from exc
+            raise ToolError(inference_failed(f"{batch[0][0]}{more}", exc, f"{written} image(s) written before it")) \
+                from exc
         for (src, dst, img), res in zip(batch, results):
             write_outputs(img, res, dst, args)
             written += 1
