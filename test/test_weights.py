@@ -66,9 +66,40 @@ def test_missing_and_corrupt_files(tmp_path, tiny_model):
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError, match="cannot read weights file"):
         load_weights(tiny_model, tmp_path / "cut.pth")
+    for bad in ("junk.pth", "cut.pth"):       # one line, without torch's colour codes
+        with pytest.raises(WeightsError) as got:
+            load_weights(tiny_model, tmp_path / bad)
+        assert "\n" not in str(got.value) and "\x1b" not in str(got.value)
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(WeightsError, match="not a state_dict"):
         load_weights(tiny_model, tmp_path / "list.pth")
+
+
+def test_a_checkpoint_that_pickles_objects_is_refused_by_name_and_the_readme_fix_loads(tmp_path, tiny_model):
+    """Research checkpoints often carry their argparse options; weights_only refuses them. The error names the
+    object and never advises weights_only=False; the README's one-liner makes a file that loads."""
+    import argparse
+    import os
+    from pathlib import Path
+    import re
+    import subprocess
+    import sys
+
+    from pcnet_ros.paths import SOURCE_ROOT
+
+    sd = tiny_model.state_dict()                       # already in the authors' "model." layout
+    torch.save({"state_dict": sd, "epoch": 3, "args": argparse.Namespace(lr=4e-4)}, tmp_path / "in.pth")
+    with pytest.raises(WeightsError) as got:
+        load_weights(tiny_model, tmp_path / "in.pth")
+    msg = str(got.value)
+    assert "argparse.Namespace" in msg and "never runs code" in msg and "\n" not in msg and "weights_only" not in msg
+    readme = (SOURCE_ROOT / "README.md").read_text()
+    [fix] = re.findall(r'`(python -c "import torch; c = torch.load[^`]+)`', readme)
+    subprocess.run(fix, shell=True, cwd=tmp_path, check=True,
+                   env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    fresh = PCNet(n_feat=16, num_crb=2, num_rcab=1)
+    load_weights(fresh, tmp_path / "out.pth")
+    assert _same(fresh, tiny_model)
 
 
 def test_never_silently_random():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import re
 from typing import Any, Mapping
 
 import torch
@@ -53,11 +54,25 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and EOF errors all mean the same to a user
-        raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}: {exc} "
-                           "(truncated or corrupt download? not a torch checkpoint?)") from exc
+        raise _unreadable(path, exc) from exc
     if not isinstance(obj, Mapping):
         raise WeightsError(f"weights file {path} holds a {type(obj).__name__}, not a state_dict")
     return dict(obj)
+
+
+def _unreadable(path: Path, exc: Exception) -> WeightsError:
+    """One line for a file torch.load refused. torch's own text runs to several lines, with terminal colour codes,
+    and advises ``weights_only=False``, which a node parameter cannot set and which would run the file's code."""
+    text = str(exc)
+    unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if unpickler and unpickler.group(1).startswith("Unsupported global"):
+        what = unpickler.group(1).split(" was not an allowed global")[0].replace("GLOBAL ", "")
+        return WeightsError(f"weights file {path} holds Python objects besides tensors ({what}); pcnet_ros never "
+                            "runs code from a weights file: save its state_dict alone from a copy you trust "
+                            "(README, Weights)")
+    reason = (unpickler.group(1) if unpickler else text).strip().splitlines()
+    return WeightsError(f"cannot read weights file {path}: {type(exc).__name__}: {reason[0] if reason else ''} "
+                        "(truncated or corrupt download? not a torch checkpoint?)")
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
