@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pytest
 
 from conftest import file_size_limit
 from pcnet_ros.core.engine import DerainEngine
@@ -78,7 +79,6 @@ def test_16_bit_input_to_jpeg_is_scaled_not_clipped(tmp_path, rng):
 
 
 def test_flip_average_flag_writes_the_flip_averaged_frame(tmp_path, rng):
-    from pcnet_ros.core.engine import DerainEngine
     from pcnet_ros.core.weights import build_model
 
     img = rng.integers(0, 256, size=(24, 37, 3), dtype=np.uint8)
@@ -110,8 +110,6 @@ def test_an_inference_failure_is_one_line_naming_the_images(tmp_path, capsys, mo
 
 def test_a_write_that_runs_out_of_room_raises_and_leaves_no_half_file(tmp_path, rng):
     """A full disk, made real with a file size limit: OpenCV's TIFF writer leaves the bytes that fitted."""
-    import pytest
-
     from pcnet_ros.imageio import ImageIOError, write_image
 
     img = rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8)     # 360 KB
