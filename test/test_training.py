@@ -423,10 +423,10 @@ def test_min_gain_keeps_weights_that_beat_the_best_only_by_noise(pair_dir, tmp_p
         train.main(args + ["--out", str(tmp_path / "bad"), "--min-gain", "-0.1"])
 
 
-def test_select_last_keeps_the_last_validation_even_when_it_scores_worse(pair_dir, tmp_path):
+def test_select_last_keeps_the_last_validation_even_when_it_scores_worse(pair_dir, tmp_path, capsys):
     """--select last (a fine-tune on data with nothing of its kind left to hold out): the exported weights are the
     last validation's, here a run wrecked by a far too high rate, scoring under its start; --select best keeps
-    none of them. The weights say how they were kept."""
+    none of them. The weights say how they were kept, and a resume does not call the kept score the best."""
     from pcnet_ros.core.weights import read_checkpoint
 
     init = tmp_path / "start.pth"           # weights that have learnt something, so a wrecked run scores under them
@@ -449,6 +449,9 @@ def test_select_last_keeps_the_last_validation_even_when_it_scores_worse(pair_di
         kept = torch.load(out / "last.pth", weights_only=False)["model"]
         exported = read_checkpoint(export)["state_dict"]
         assert all(torch.equal(kept[k], exported[k]) for k in kept)
+        capsys.readouterr()
+        assert train.main(args + ["--out", str(out), "--select", select, "--steps", "7"]) == 0
+        assert f"at step 6 (last selection score {last:.2f})" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         train.main(args + ["--out", str(tmp_path / "bad"), "--select", "last", "--min-gain", "0.05"])
 

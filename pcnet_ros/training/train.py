@@ -244,7 +244,7 @@ def _train(argv: list[str] | None) -> int:
             state = load_checkpoint(last, model, opt, sampler.rng, averaged, loss=args.loss)
         except ValueError as e:              # a usage error: say so on the command line, not in a traceback
             build_parser().error(str(e))
-        print(f"resuming {last} at step {state['step']} (best val PSNR {state['best_psnr']:.2f} dB)")
+        print(f"resuming {last} at step {state['step']} ({args.select} selection score {state['best_psnr']:.2f})")
     elif args.init:
         meta = load_weights(model, resolve_weights(args.init))
         if args.continue_schedule and "step" in meta:
@@ -314,8 +314,8 @@ def _train(argv: list[str] | None) -> int:
             state["pixel_samples"] += args.batch * args.patch * args.patch
             state["elapsed_s"] = clock.elapsed()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{state['best_psnr']:.2f}",
-                            data=f"{smoothed['data']:.3f}s", compute=f"{smoothed['compute']:.3f}s")
+            bar.set_postfix({"loss": f"{loss.item():.4f}", args.select: f"{state['best_psnr']:.2f}",
+                            "data": f"{smoothed['data']:.3f}s", "compute": f"{smoothed['compute']:.3f}s"})
             rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
             if (val or select) and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
                 psnr, s = validate()
