@@ -83,3 +83,20 @@ def test_every_documented_entry_point_runs():
     for mod in sorted({*modules, *(m for _, m in scripts)} - {"pcnet_ros.ros.node", "pcnet_ros.ros.lifecycle_node"}):
         r = subprocess.run([sys.executable, "-m", mod, "--help"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "usage" in r.stdout.lower(), (mod, r.stderr[-500:])
+
+
+def test_the_readme_code_map_names_every_module():
+    """The code map is where a new developer starts; a module missing from it is one they will not find."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Code map", 1)[1].split("```", 2)[1]
+    named, folder = set(), ""
+    for line in block.splitlines():
+        if line.startswith("pcnet_ros/"):
+            first = line.split()[0]
+            folder = first if first.endswith("/") else ""
+            named.update({first} if first.endswith(".py") else set())
+        elif line.startswith("  ") and folder:
+            named.update(folder + w for w in line.split() if w.endswith(".py"))
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "pcnet_ros").rglob("*.py") if p.name != "__init__.py"}
+    assert modules - named == set(), "modules missing from the README's code map"
+    assert named - modules == set(), "the code map names modules that do not exist"
