@@ -127,7 +127,7 @@ heavy-b96p192: $(STAMP)
 	  --bank checkpoints/heavy_b96p192_last.pth
 
 # The seventh heavy cycle, from the sixth's file: 256x256 patches (160 -> 192 gave the held-out pairs +0.28 dB at
-# the first validation), batch 56 in four chunks of 14 (about the sixth's pixels a step, about 13 GB), and a
+# the first validation), batch 56 in four chunks of 14 (about the sixth's pixels a step; about 12 GB in use while it ran), and a
 # 600-step cosine: the fifth and sixth cycles peaked at steps 600 and 200 and added nothing after.
 heavy-b56p256: $(STAMP)
 	$(FOLD)

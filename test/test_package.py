@@ -94,7 +94,8 @@ def test_the_readme_code_map_names_every_module():
         if line.startswith("pcnet_ros/"):
             first = line.split()[0]
             folder = first if first.endswith("/") else ""
-            named.update({first} if first.endswith(".py") else set())
+            if first.endswith(".py"):
+                named.add(first)
         elif line.startswith("  ") and folder:
             named.update(folder + w for w in line.split() if w.endswith(".py"))
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "pcnet_ros").rglob("*.py") if p.name != "__init__.py"}
