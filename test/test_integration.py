@@ -131,6 +131,48 @@ def test_camera_layout_relays_camera_info_for_every_derained_frame(graph, tmp_pa
         assert proc.stop()[0] == 0
 
 
+def test_camera_info_lookup_is_safe_while_infos_arrive():
+    """camera_info arrives on the executor while the inference thread looks one up: the lookup must not see the
+    cache change under it (unguarded, it raised "OrderedDict mutated during iteration" and the frame failed)."""
+    import sys
+    import threading
+
+    from pcnet_ros.ros.node import Camera
+
+    cam = Camera("front/image_raw", "/front/image_raw")
+    for k in range(3):
+        cam.keep_info(_info((100 + k, 0), k))
+    assert list(cam.info_for(_info((101, 0), 0).header.stamp).k)[0] == 51.0            # the same stamp
+    assert list(cam.info_for(_info((110, 0), 0).header.stamp).k)[0] == 52.0            # else the nearest
+    stop, errors, interval = threading.Event(), [], sys.getswitchinterval()
+
+    def arrive():
+        k = 0
+        while not stop.is_set():
+            cam.keep_info(_info((1000 + k, 0), k))
+            k += 1
+
+    sys.setswitchinterval(1e-6)                  # switch threads often, so an unguarded lookup meets a change
+    feeder = threading.Thread(target=arrive)
+    feeder.start()
+    try:
+        far = _info((10**6, 0), 0).header.stamp
+        t_end = time.monotonic() + 2.0
+        while time.monotonic() < t_end:
+            try:
+                assert cam.info_for(far) is not None
+            except RuntimeError as exc:
+                errors.append(exc)
+    finally:
+        stop.set()
+        feeder.join()
+        sys.setswitchinterval(interval)
+    assert not errors, f"{len(errors)} lookups failed: {errors[0]!r}"
+    assert len(cam.infos) == 64                  # the cache stays bounded
+    cam.forget_infos()
+    assert cam.info_for(far) is None
+
+
 def test_rain_level_reads_heavier_for_heavier_rain(graph, tmp_path):
     """Dry < light rain < heavy rain on the level topic, and the numbers reach diagnostics."""
     from pcnet_ros.imageio import read_rgb

@@ -52,23 +52,31 @@ class Camera:
         self.reliability: str | None = None
         self.pubs: dict[tuple[str, str], Any] = {}          # (clean|residue|rain, raw|compressed|info|level)
         self.infos: collections.OrderedDict[tuple[int, int], CameraInfo] = collections.OrderedDict()
+        # keep_info runs on the executor, info_for on the inference thread: unguarded, a lookup
+        # iterating the cache while a camera_info arrives raised "OrderedDict mutated during iteration"
+        self._infos_lock = threading.Lock()
         self.gaps = SequenceGaps()
         self.health = CameraHealth()
 
     def keep_info(self, info: CameraInfo) -> None:
-        self.infos[(info.header.stamp.sec, info.header.stamp.nanosec)] = info
-        while len(self.infos) > 64:
-            self.infos.popitem(last=False)
+        with self._infos_lock:
+            self.infos[(info.header.stamp.sec, info.header.stamp.nanosec)] = info
+            while len(self.infos) > 64:
+                self.infos.popitem(last=False)
+
+    def forget_infos(self) -> None:
+        with self._infos_lock:
+            self.infos.clear()
 
     def info_for(self, stamp) -> CameraInfo | None:
         """The camera_info with the image's stamp, else the one nearest in time (relayed unchanged either way)."""
-        if not self.infos:
-            return None
-        key = (stamp.sec, stamp.nanosec)
-        if key in self.infos:
-            return self.infos[key]
+        with self._infos_lock:
+            exact = self.infos.get((stamp.sec, stamp.nanosec))
+            kept = list(self.infos.values()) if exact is None else []
+        if exact is not None or not kept:
+            return exact
         t = stamp.sec * 10**9 + stamp.nanosec
-        return min(self.infos.values(), key=lambda i: abs(i.header.stamp.sec * 10**9 + i.header.stamp.nanosec - t))
+        return min(kept, key=lambda i: abs(i.header.stamp.sec * 10**9 + i.header.stamp.nanosec - t))
 
 
 def resolve_cameras(node: Node, values: dict[str, Any]) -> list[Camera]:
@@ -210,7 +218,7 @@ class Wiring:
             for pub in cam.pubs.values():
                 self.node.destroy_publisher(pub)
             cam.pubs = {}
-            cam.infos.clear()
+            cam.forget_infos()
         if self.worker is not None:
             self.worker.slots.clear()
         if self._diag_pub is not None:
