@@ -1,4 +1,5 @@
 """What vehicle teams wire the node into, over real DDS: compressed images, camera_info, rain level, lifecycle."""
+from pathlib import Path
 import signal
 import time
 
@@ -168,7 +169,9 @@ def test_camera_info_lookup_is_safe_while_infos_arrive():
         feeder.join()
         sys.setswitchinterval(interval)
     assert not errors, f"{len(errors)} lookups failed: {errors[0]!r}"
-    assert len(cam.infos) == 64                  # the cache stays bounded
+    assert len(cam.infos) == Camera.INFOS_KEPT   # the cache stays bounded, as the README says
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"of the last {Camera.INFOS_KEPT}\nreceived, the nearest in time" in readme
     cam.forget_infos()
     assert cam.info_for(far) is None
 

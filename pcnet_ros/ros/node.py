@@ -45,6 +45,9 @@ from pcnet_ros.ros.worker import Decoded, DerainWorker, OutputsClosed, Settings
 class Camera:
     """One input topic: its resolved name, outputs, subscriptions, camera_info cache and health."""
 
+    #: camera_infos kept for stamp matching: a few seconds of a 10-30 Hz camera
+    INFOS_KEPT = 64
+
     def __init__(self, topic: str, resolved: str) -> None:
         self.topic, self.resolved = topic, resolved
         self.sub = None
@@ -61,7 +64,7 @@ class Camera:
     def keep_info(self, info: CameraInfo) -> None:
         with self._infos_lock:
             self.infos[(info.header.stamp.sec, info.header.stamp.nanosec)] = info
-            while len(self.infos) > 64:
+            while len(self.infos) > self.INFOS_KEPT:
                 self.infos.popitem(last=False)
 
     def forget_infos(self) -> None:
