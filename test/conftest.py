@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 import resource
 import signal
+import struct
 
 import numpy as np
 import pytest
@@ -35,6 +36,19 @@ def scene(rng, h=64, w=64):
 
     small = rng.integers(0, 256, size=(4, 4, 3)).astype(np.float32)
     return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def forged_jpeg(height: int, width: int) -> bytes:
+    """A real 64x64 JPEG whose frame header claims ``height`` x ``width``: a few hundred bytes that a decoder
+    expands to the full claimed size."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))
+    data, i = bytearray(buf.tobytes()), 2
+    while data[i + 1] != 0xC0:
+        i += 2 + struct.unpack_from(">H", data, i + 2)[0]
+    data[i + 5:i + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from conftest import shared_or_skip
+from conftest import forged_jpeg, shared_or_skip
 from pcnet_ros.ros import image_codec
 from ros_harness import Collector, Diagnostics, NodeProcess, set_params, wait_until
 
@@ -75,11 +75,24 @@ def test_compressed_in_raw_and_compressed_out(graph, tmp_path):
             pub.publish(_compressed_msg(bad, 2))      # one at a time: a newer frame would replace a waiting one
             assert wait_until(lambda n=n: int(diag.values(name).get("rejected_bad_compressed", 0)) == n,
                               20), diag.latest(name)
+        # a few hundred bytes declaring 20000x20000 are refused on their header, before a decoder allocates it
+        peak = _peak_rss_mb(proc.proc.pid)
+        pub.publish(_compressed_msg(forged_jpeg(20000, 20000), 4))
+        assert wait_until(lambda: int(diag.values(name).get("rejected_oversize", 0)) == 1, 20), diag.latest(name)
+        assert _peak_rss_mb(proc.proc.pid) < peak + 300      # decoding it first took 2.4 GB more
         raw.clear()
         pub.publish(_compressed_msg(data, 3))
         assert raw.wait_for(1, 60)                                                     # and it keeps serving
     finally:
         assert proc.stop()[0] == 0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 def _info(stamp: tuple[int, int], k: int) -> CameraInfo:

@@ -266,10 +266,12 @@ class Wiring:
         missed = self.cameras[idx].gaps.update(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
         if missed:
             w.stats[idx].on_missed(missed)
-        if self._compressed_in:          # sizes are known only after decoding, in the inference thread
+        if self._compressed_in:          # decoded in the inference thread; the size rules run on the header
             if not len(msg.data):
                 w.reject(idx, "bad_compressed", "empty compressed image")
-            else:
+                return
+            shape = image_codec.compressed_shape(msg.data)   # None (not JPEG/PNG): checked after decoding
+            if shape is None or w.admit(idx, *shape):
                 w.offer(idx, msg, now)
             return
         try:
