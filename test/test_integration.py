@@ -1,6 +1,8 @@
 """What vehicle teams wire the node into, over real DDS: compressed images, camera_info, rain level, lifecycle."""
 from pathlib import Path
 import signal
+import sys
+import threading
 import time
 
 from geometry_msgs.msg import Vector3Stamped
@@ -12,6 +14,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from conftest import forged_jpeg, shared_or_skip
 from pcnet_ros.ros import image_codec
+from pcnet_ros.tools.common import process_memory_mb
 from ros_harness import Collector, Diagnostics, NodeProcess, set_params, wait_until
 
 
@@ -76,23 +79,15 @@ def test_compressed_in_raw_and_compressed_out(graph, tmp_path):
             assert wait_until(lambda n=n: int(diag.values(name).get("rejected_bad_compressed", 0)) == n,
                               20), diag.latest(name)
         # a few hundred bytes declaring 20000x20000 are refused on their header, before a decoder allocates it
-        peak = _peak_rss_mb(proc.proc.pid)
+        peak = process_memory_mb(proc.proc.pid, "VmHWM")
         pub.publish(_compressed_msg(forged_jpeg(20000, 20000), 4))
         assert wait_until(lambda: int(diag.values(name).get("rejected_oversize", 0)) == 1, 20), diag.latest(name)
-        assert _peak_rss_mb(proc.proc.pid) < peak + 300      # decoding it first took 2.4 GB more
+        assert process_memory_mb(proc.proc.pid, "VmHWM") < peak + 300      # decoding it first took 2.4 GB more
         raw.clear()
         pub.publish(_compressed_msg(data, 3))
         assert raw.wait_for(1, 60)                                                     # and it keeps serving
     finally:
         assert proc.stop()[0] == 0
-
-
-def _peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 def _info(stamp: tuple[int, int], k: int) -> CameraInfo:
@@ -148,9 +143,6 @@ def test_camera_layout_relays_camera_info_for_every_derained_frame(graph, tmp_pa
 def test_camera_info_lookup_is_safe_while_infos_arrive():
     """camera_info arrives on the executor while the inference thread looks one up: the lookup must not see the
     cache change under it (unguarded, it raised "OrderedDict mutated during iteration" and the frame failed)."""
-    import sys
-    import threading
-
     from pcnet_ros.ros.node import Camera
 
     cam = Camera("front/image_raw", "/front/image_raw")

@@ -141,7 +141,7 @@ def compressed_shape(data) -> tuple[int, int, int] | None:
     check could run (2.4 GB and 4 s for a 691-byte JPEG claiming 20000x20000), so the callback reads the
     header first and applies the same size rules as to a raw image.
     """
-    buf = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else memoryview(data)
+    buf = memoryview(data).cast("B")                # bytes, an rclpy uint8[] (array.array) or numpy alike
     n = len(buf)
     if n >= 26 and bytes(buf[:8]) == _PNG_SIGNATURE and bytes(buf[12:16]) == b"IHDR":
         width, height = struct.unpack_from(">II", buf, 16)

@@ -40,7 +40,7 @@ from pcnet_ros.core.model import PCNet
 from pcnet_ros.core.weights import build_model
 from pcnet_ros.paths import SOURCE_ROOT
 from pcnet_ros.ros.transport import keep_dds_local
-from pcnet_ros.tools.common import add_engine_args, start_node, stop_node
+from pcnet_ros.tools.common import add_engine_args, process_memory_mb, start_node, stop_node
 
 SIZES = {"480x320": (320, 480), "640x480": (480, 640), "1280x720": (720, 1280)}
 
@@ -258,14 +258,6 @@ def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 
     return rows
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: float, seconds: float,
                flood_hz: float = 30.0, soak: float = 0.0, vary_seconds: float = 0.0) -> dict:
     """Rows (b)-(e): flood a real pcnet_node process over DDS and measure what comes out."""
@@ -321,7 +313,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
                 while time.monotonic() < nxt:
                     ex.spin_once(timeout_sec=max(0.0, nxt - time.monotonic()))
                 if rss is not None and k % max(1, int(rate * 10)) == 0:
-                    rss.append(_rss_mb(proc.pid))
+                    rss.append(process_memory_mb(proc.pid))
             t_stop = time.monotonic() + 5
             while time.monotonic() < t_stop:
                 ex.spin_once(timeout_sec=0.1)
@@ -336,7 +328,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
         # (b) saturated but not drowned: a fresh frame is always waiting, the publisher costs little
         saturated = drive(2.0 * engine_fps, seconds)
         # (c), (d) the 30 Hz flood a camera produces
-        rss = [_rss_mb(proc.pid)]
+        rss = [process_memory_mb(proc.pid)]
         flood = drive(flood_hz, soak or seconds, rss)
         during = rss[1:] or rss                              # samples taken every 10 s of flood
         q = max(1, len(during) // 4)
@@ -346,7 +338,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
         if vary_seconds:
             # (e) random sizes 8-200 px at 50 Hz: what once grew RSS 483 -> 682 MB in 95 s
             rng = np.random.default_rng(1)
-            vary = [_rss_mb(proc.pid)]
+            vary = [process_memory_mb(proc.pid)]
             t0, k = time.monotonic(), 0
             while time.monotonic() - t0 < vary_seconds:
                 k += 1
@@ -358,7 +350,7 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
                 while time.monotonic() < nxt:
                     ex.spin_once(timeout_sec=max(0.0, nxt - time.monotonic()))
                 if k % 50 == 0:     # each second: RSS swings by +-50 MB as sizes come and go, so each quarter's
-                    vary.append(_rss_mb(proc.pid))      # median needs many samples (5 read a swing as growth)
+                    vary.append(process_memory_mb(proc.pid))      # median needs many samples (5 read a swing as growth)
             during = vary[1:] or vary
             q = max(1, len(during) // 4)
             a, b = statistics.median(during[:q]), statistics.median(during[-q:])

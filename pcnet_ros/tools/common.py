@@ -83,6 +83,16 @@ def start_node(params: dict[str, Any], namespace: str = "/", log: IO | int = sub
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
+def process_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of a running process from /proc/PID/status, in MB (VmRSS now, VmHWM its peak so far);
+    NaN where the field is missing."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10) -> int:
     """Signal the node and wait; kill it if it does not end in ``timeout`` s. Returns the exit code."""
     if proc.poll() is not None:
