@@ -86,6 +86,23 @@ def test_compressed_in_raw_and_compressed_out(graph, tmp_path):
         raw.clear()
         pub.publish(_compressed_msg(data, 3))
         assert raw.wait_for(1, 60)                                                     # and it keeps serving
+
+        # enabled=false still decodes for the raw output: the same header check, junk goes out nowhere
+        assert all(r.successful for r in set_params(graph.node("jpeg_params"), f"{ns}/pcnet", enabled=False,
+                                                    max_frame_memory_mb=512))
+        raw.clear(), jpg.clear()
+        pub.publish(_compressed_msg(forged_jpeg(20000, 20000), 5))
+        assert wait_until(lambda: int(diag.values(name).get("rejected_oversize", 0)) == 2, 20), diag.latest(name)
+        pub.publish(_compressed_msg(b"\xff\xd8\xff\xe0 not really a jpeg", 6))
+        assert wait_until(lambda: int(diag.values(name).get("rejected_bad_compressed", 0)) == 3,
+                          20), diag.latest(name)
+        assert process_memory_mb(proc.proc.pid, "VmHWM") < peak + 300
+        pub.publish(_compressed_msg(data, 7))
+        assert raw.wait_for(1, 30) and jpg.wait_for(1, 30), proc.log()
+        assert [_stamp(m) for m in raw.msgs() + jpg.msgs()] == [(107, 7000)] * 2     # only the good frame
+        assert bytes(jpg.msgs()[0].data) == data                                       # passed through as sent
+        np.testing.assert_array_equal(image_codec.decode(raw.msgs()[0])[0], rainy)
+        assert int(diag.values(name).get("errors", 0)) == 0
     finally:
         assert proc.stop()[0] == 0
 

@@ -58,6 +58,19 @@ def test_pass_through_is_not_a_rejection(worker, rng):
     assert worker.stats[1].published == 1 and sum(worker.stats[1].rejected.values()) == 0
 
 
+def test_a_pass_through_that_must_decode_keeps_a_memory_budget_and_rejects_junk(worker):
+    """Compressed in, raw out, enabled=false: a few bytes may declare a frame that would not fit once decoded."""
+    worker.settings = Settings(enabled=False, max_frame_memory_mb=512)
+    assert worker.admit(0, 20000, 20000, 3)                            # no decode: the bytes go out as they are
+    worker.passthrough_decodes = True
+    assert not worker.admit(0, 20000, 20000, 3)                        # 2 x 1144 MB decoded
+    assert worker.admit(0, 2160, 3840, 3)                              # a 4K frame: 47 MB
+    assert worker.stats[0].rejected["oversize"] == 1
+    worker.sink.fail_with = MalformedImage("bad_compressed", "not a JPEG")
+    assert worker.process(1, b"junk", 0.0) is Outcome.REJECTED          # counted by reason, not as an error
+    assert worker.stats[1].rejected["bad_compressed"] == 1 and worker.stats[1].errors == 0
+
+
 def test_malformed_and_bad_input_are_rejected_by_reason(worker):
     assert worker.process(0, "cut short", 0.0) is Outcome.REJECTED
     assert worker.process(0, np.zeros((4, 4, 3), np.float32), 0.0) is Outcome.REJECTED

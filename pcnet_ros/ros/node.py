@@ -159,6 +159,7 @@ class Wiring:
                                    Settings.from_params(v), log, warmup=v["warmup"],
                                    max_batch=v["max_batch"] or self.engine.default_batch,
                                    warmup_sizes=params.parse_sizes(v["warmup_sizes"]),
+                                   passthrough_decodes=self._compressed_in and "raw" in self._out_transports,
                                    is_shutting_down=lambda: not self.node.context.ok())
         self.worker.start()
 
@@ -310,19 +311,19 @@ class Wiring:
                     header=header, vector=Vector3(x=r.intensity, y=r.coverage, z=float(r.level))))
 
     def _pass_through(self, cam: Camera, msg, s: Settings) -> None:
-        """enabled=false: the input message itself on the output of its own type, converted only for the other."""
-        arr = encoding = None
+        """enabled=false: the input message itself on the output of its own type, converted only for the other.
+        Decoded before anything is sent, so junk goes out on no topic."""
+        frame = None
+        if any((t == "compressed") != self._compressed_in for t in self._out_transports):
+            frame = (_decode_compressed if self._compressed_in else _decode_raw)(msg)
         for transport in self._out_transports:
-            same = (transport == "compressed") == self._compressed_in
-            if same:
+            if (transport == "compressed") == self._compressed_in:
                 cam.pubs["clean", transport].publish(msg)
-                continue
-            if arr is None:
-                frame = (_decode_compressed if self._compressed_in else _decode_raw)(msg)
-                arr, encoding = frame.image, frame.encoding
-            cam.pubs["clean", transport].publish(
-                _image(arr, encoding, msg.header) if transport == "raw" else
-                _compressed(arr, encoding, msg.header, "jpeg", s.jpeg_quality))
+            elif transport == "raw":
+                cam.pubs["clean", transport].publish(_image(frame.image, frame.encoding, msg.header))
+            else:
+                cam.pubs["clean", transport].publish(
+                    _compressed(frame.image, frame.encoding, msg.header, "jpeg", s.jpeg_quality))
         self._relay_info(cam, msg.header.stamp, False)
 
     def _relay_info(self, cam: Camera, stamp, residue: bool) -> None:

@@ -66,6 +66,9 @@ class Decoded:
     encoding: str          # sensor_msgs encoding of ``image`` (rgb8, bgr8, mono16, ...)
 
 
+#: A pass-through that decodes holds the decoded frame and the message made from it.
+PASSTHROUGH_COPIES = 2
+
 #: payload -> Decoded; raises MalformedImage (counted by its reason) for data that is not an image.
 Decoder = Callable[[Any], Decoded]
 #: (camera, payload, decoded frame and result, or None and None for pass-through, settings) -> None;
@@ -79,8 +82,10 @@ class DerainWorker:
     def __init__(self, engine: DerainEngine, cameras: list[str], decode: Decoder, publish: Publisher,
                  settings: Settings, log: logging.Logger | Any = None, warmup: bool = True,
                  is_shutting_down: Callable[[], bool] = lambda: False, max_batch: int = 1,
-                 warmup_sizes: Sequence[tuple[int, int]] = ()) -> None:
+                 warmup_sizes: Sequence[tuple[int, int]] = (), passthrough_decodes: bool = False) -> None:
         self.engine = engine
+        #: enabled=false still decodes (compressed in, raw out): the budget then covers that decode.
+        self.passthrough_decodes = passthrough_decodes
         self.cameras = list(cameras)
         self.settings = settings
         self.stats = [CameraStats() for _ in self.cameras]
@@ -123,6 +128,10 @@ class DerainWorker:
     # ---- the rules (inference thread) -------------------------------------------------------
     def _size_problem(self, h: int, w: int, c: int, s: Settings) -> str | None:
         if not s.enabled:
+            need = PASSTHROUGH_COPIES * h * w * max(c, 1) / 2**20 if self.passthrough_decodes else 0
+            if need > s.max_frame_memory_mb:
+                return (f"{w}x{h} would need about {need:.0f} MB to pass through decoded, over "
+                        f"max_frame_memory_mb {s.max_frame_memory_mb}")
             return None
         if s.oversize(h, w) and s.oversize_policy == "refuse":
             return f"{w}x{h} exceeds max_input_size {s.max_input_size} (oversize_policy refuse)"
@@ -209,6 +218,8 @@ class DerainWorker:
         except OutputsClosed:
             self.slots.count_drop(camera)
             return Outcome.DISCARDED
+        except MalformedImage as exc:       # a pass-through that had to decode: junk, not a failure
+            return self.reject(camera, exc.reason, str(exc))
         except Exception as exc:
             if self._shutting_down():       # the context went away mid-frame: stop quietly
                 self.slots.close()
