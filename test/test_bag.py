@@ -50,6 +50,17 @@ def test_derain_bag_keeps_everything_and_adds_topics(tmp_path, tiny_model, frame
     assert not (tmp_path / "out.partial").exists()
 
 
+def test_max_side_derains_large_frames_downscaled_and_writes_them_full_size(tmp_path, tiny_model, frames):
+    src = write_image_bag(frames[:3], tmp_path / "in")
+    engine = DerainEngine(tiny_model, device="cpu")
+    assert bag.derain_bag(src, tmp_path / "out", engine, progress=False, max_side=16)["derained"] == 3
+    after = _read(tmp_path / "out")
+    for rainy, (_, m_out) in zip(frames, after["/camera/image_raw/derained"]):
+        assert (m_out.height, m_out.width) == (20, 28)
+        clean, _ = image_codec.decode(m_out)
+        np.testing.assert_array_equal(clean, engine.derain_downscaled(rainy, 16).clean)
+
+
 def test_storage_can_change(tmp_path, tiny_model, frames):
     src = write_image_bag(frames[:2], tmp_path / "in", storage="sqlite3")
     bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), storage="mcap", progress=False)
@@ -88,7 +99,8 @@ def test_an_inference_failure_is_named_as_such_not_blamed_on_the_bag(tmp_path, t
     monkeypatch.setattr(engine, "derain_batch", out_of_memory)
     with pytest.raises(bagio.BagError, match="inference failed on 3 frame.*/camera/image_raw.*out of memory") as got:
         bag.derain_bag(src, tmp_path / "out", engine, progress=False)
-    assert "corrupt" not in str(got.value) and str(got.value).endswith("(a smaller --batch needs less memory)")
+    assert "corrupt" not in str(got.value)
+    assert str(got.value).endswith("(a smaller --batch or a --max-side needs less memory)")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 

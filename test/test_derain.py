@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import file_size_limit
+from conftest import file_size_limit, scene
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.tools import derain
 
@@ -34,6 +34,19 @@ def test_single_file_and_glob(tmp_path, rng):
     assert (tmp_path / "one.png").is_file()
     assert derain.main([str(tmp_path / "*.jpg"), str(tmp_path / "g"), "--random-weights", "--backend", "eager"]) == 0
     assert [p.name for p in (tmp_path / "g").iterdir()] == ["b.jpg"]
+
+
+def test_max_side_derains_a_large_image_downscaled_at_full_size(tmp_path, rng):
+    from pcnet_ros.core.weights import build_model
+    from pcnet_ros.imageio import read_any
+
+    _write(tmp_path / "big.png", scene(rng, 96, 128))
+    assert derain.main([str(tmp_path / "big.png"), str(tmp_path / "out.png"), "--max-side", "48",
+                        "--backend", "eager", "--device", "cpu"]) == 0
+    img, out = read_any(tmp_path / "big.png"), read_any(tmp_path / "out.png")
+    engine = DerainEngine(build_model("light")[0], device="cpu")
+    assert out.shape == img.shape
+    np.testing.assert_array_equal(out, engine.derain_downscaled(img, 48, bgr=True).clean)
 
 
 def test_clear_errors(tmp_path, capsys):
@@ -105,7 +118,7 @@ def test_an_inference_failure_is_one_line_naming_the_images(tmp_path, capsys, mo
     [line] = [line for line in err.splitlines() if line.startswith("pcnet-derain:")]
     assert line.startswith("pcnet-derain: inference failed on ") and "a.png and 1 more" in line
     assert "out of memory" in line and "Traceback" not in err
-    assert line.endswith("(0 image(s) written before it; a smaller --batch needs less memory)")
+    assert line.endswith("(0 image(s) written before it; a smaller --batch or a --max-side needs less memory)")
 
 
 def test_a_write_that_runs_out_of_room_raises_and_leaves_no_half_file(tmp_path, rng):

@@ -123,6 +123,16 @@ def test_downscaled_path_keeps_size_and_identity(engine, rng, shape):
     np.testing.assert_array_equal(same.clean, engine.derain(img).clean)
 
 
+def test_a_batch_over_max_side_runs_each_frame_downscaled(engine, rng):
+    """What pcnet-derain, pcnet-bag and the node's worker rely on for --max-side / max_input_size."""
+    big = [rng.integers(0, 256, size=(40, 64, 3), dtype=np.uint8) for _ in range(2)]
+    for img, res in zip(big, engine.derain_batch(big, max_side=16)):
+        np.testing.assert_array_equal(res.clean, engine.derain_downscaled(img, max_side=16).clean)
+        assert not np.array_equal(res.clean, engine.derain(img).clean)          # not the full-size pass
+    for img, res in zip(big, engine.derain_batch(big, max_side=64)):       # within it: the batch as before
+        np.testing.assert_array_equal(res.clean, engine.derain(img).clean)
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "compile", "openvino"])
 def test_backends_match_eager(tiny_model, rng, backend):
     pytest.importorskip(backend) if backend in ("onnxruntime", "openvino") else None

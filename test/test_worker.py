@@ -213,7 +213,8 @@ def test_same_size_frames_of_different_cameras_run_as_one_batch(tiny_model, rng,
     w = DerainWorker(engine, ["/a", "/b", "/c"], _decode, sink, Settings(), warmup=False, max_batch=4)
     calls = []
     real = engine.derain_batch
-    monkeypatch.setattr(engine, "derain_batch", lambda imgs, bgr=False: calls.append(len(imgs)) or real(imgs, bgr))
+    monkeypatch.setattr(engine, "derain_batch",
+                        lambda imgs, bgr=False, max_side=0: calls.append(len(imgs)) or real(imgs, bgr, max_side))
     a, b, c = _img(rng), _img(rng), _img(rng, 40, 48)
     for cam, img in enumerate((a, b, c)):
         w.offer(cam, img)

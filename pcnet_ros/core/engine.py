@@ -253,11 +253,14 @@ class DerainEngine:
         """
         return self.derain_batch([image], bgr)[0]
 
-    def derain_batch(self, images: list[np.ndarray], bgr: bool = False) -> list[DerainResult]:
-        """Several frames of one size and type in one forward pass (cameras of a rig, frames of a bag)."""
+    def derain_batch(self, images: list[np.ndarray], bgr: bool = False, max_side: int = 0) -> list[DerainResult]:
+        """Several frames of one size and type in one forward pass (cameras of a rig, frames of a bag);
+        frames longer than ``max_side`` (if set) run one at a time through :meth:`derain_downscaled`."""
         if not images:
             return []
         first = images[0]
+        if max_side and max(first.shape[:2]) > max_side:
+            return [self.derain_downscaled(im, max_side, bgr) for im in images]
         prepared = [_to_rgb(im, bgr) for im in images]
         if any(im.shape != first.shape or im.dtype != first.dtype for im in images[1:]):
             raise InputError("a batch needs frames of one size and type")

@@ -174,20 +174,17 @@ class DerainWorker:
         return outcomes
 
     def _infer(self, items, frames: dict[int, Decoded], results: dict, outcomes: list, s: Settings) -> None:
-        """Run the model: same-size frames as one batch (up to max_batch), oversize ones alone, downscaled."""
+        """Run the model: same-size frames as one batch (up to max_batch); oversize ones (refused earlier under
+        ``oversize_policy: refuse``) run one at a time, downscaled."""
         groups: dict[tuple, list[int]] = {}
         for i, f in frames.items():
-            key = ("alone", i) if s.oversize(*f.image.shape[:2]) else (f.image.shape, f.image.dtype.str, f.bgr)
-            groups.setdefault(key, []).append(i)
+            groups.setdefault((f.image.shape, f.image.dtype.str, f.bgr), []).append(i)
         for key, idx in groups.items():
             for start in range(0, len(idx), self.max_batch):
                 chunk = idx[start:start + self.max_batch]
                 try:
-                    if key[0] == "alone":
-                        f = frames[chunk[0]]
-                        got = [self.engine.derain_downscaled(f.image, s.max_input_size, bgr=f.bgr)]
-                    else:
-                        got = self.engine.derain_batch([frames[i].image for i in chunk], bgr=key[2])
+                    got = self.engine.derain_batch([frames[i].image for i in chunk], bgr=key[2],
+                                                   max_side=s.max_input_size)
                     rains = [rain_level.measure(res.residue, res.clean.dtype) for res in got]
                 except InputError as exc:
                     for i in chunk:

@@ -48,12 +48,13 @@ class _Pending:
 
 def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | None = None,
                storage: str | None = None, residue: bool = True, residue_mode: str = "positive",
-               progress: bool = True, batch: int = 4, jpeg_quality: int = 90) -> dict[str, int]:
+               progress: bool = True, batch: int = 4, jpeg_quality: int = 90, max_side: int = 0) -> dict[str, int]:
     """Write ``dst`` = ``src`` + derained (and residue) topics, in the input's message type. Returns counts.
 
     ``sensor_msgs/Image`` topics T gain ``T/derained`` and ``T/rain_residue``; ``CompressedImage`` topics
     ``B/compressed`` gain ``B/derained/compressed`` (JPEG) and ``B/rain_residue/compressed`` (PNG).
-    Consecutive frames of one topic and size run ``batch`` at a time.
+    Consecutive frames of one topic and size run ``batch`` at a time; frames longer than ``max_side`` (if set)
+    run downscaled, one at a time, and come out full size.
     """
     if dst.exists():
         raise BagError(f"output {dst} already exists; remove it or choose another name")
@@ -88,7 +89,7 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                 if not p.items:
                     return
                 try:
-                    results = engine.derain_batch([it[3] for it in p.items], bgr=p.items[0][5])
+                    results = engine.derain_batch([it[3] for it in p.items], bgr=p.items[0][5], max_side=max_side)
                 except InputError as exc:
                     counts["skipped"] += len(p.items)
                     tqdm.write(f"{p.items[0][0].topic}: {len(p.items)} frame(s) skipped ({exc})")
@@ -180,13 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-residue", action="store_true", help="do not write rain_residue topics")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
     ap.add_argument("--jpeg-quality", type=int, default=90, help="for derained CompressedImage topics")
-    add_engine_args(ap)
+    add_engine_args(ap, max_side=True)
     args = ap.parse_args(argv)
     try:
         engine = engine_from_args(args)
         counts = derain_bag(args.input, args.output, engine, args.topics, args.storage,
                             not args.no_residue, args.residue_mode, batch=args.batch or engine.default_batch,
-                            jpeg_quality=args.jpeg_quality)
+                            jpeg_quality=args.jpeg_quality, max_side=args.max_side)
     except (BagError, ToolError) as exc:
         return fail("pcnet-bag", f"{exc}; nothing was written to {args.output}")
     print(f"wrote {args.output}: {counts['copied']} messages copied, {counts['derained']} images derained"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any, IO, Sequence
 
-from pcnet_ros.core.engine import BACKENDS, DerainEngine, PRECISIONS
+from pcnet_ros.core.engine import BACKENDS, DerainEngine, MODEL_BYTES_PER_PIXEL, PRECISIONS
 from pcnet_ros.core.weights import build_model, WeightsError
 from pcnet_ros.paths import SOURCE_ROOT
 
@@ -24,8 +24,9 @@ class ToolError(RuntimeError):
 
 
 def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "auto",
-                    backend_help: str = "inference backend", flip_average: bool = True) -> None:
-    """--weights --device --backend --batch --precision --threads [--flip-average], alike in every tool."""
+                    backend_help: str = "inference backend", flip_average: bool = True, max_side: bool = False) -> None:
+    """--weights --device --backend --batch --precision --threads [--flip-average] [--max-side], alike in every
+    tool."""
     g = ap.add_argument_group("model")
     g.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -38,6 +39,11 @@ def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, b
     if flip_average:
         g.add_argument("--flip-average", action="store_true",
                        help="also run each frame mirrored and average the two: twice the model work, a cleaner frame")
+    if max_side:
+        g.add_argument("--max-side", type=int, default=0, metavar="PX",
+                       help="run images longer than this downscaled and take the upsampled rain layer from the "
+                            "full-size image, as the node's max_input_size does: less memory (the model needs about "
+                            f"{MODEL_BYTES_PER_PIXEL} bytes a pixel) and time; output stays full size (0: never)")
     if random_weights:
         g.add_argument("--random-weights", action="store_true",
                        help="ignore --weights and run an untrained model (plumbing tests only; output is noise)")
@@ -60,7 +66,7 @@ def inference_failed(what: str, exc: BaseException, before: str = "") -> str:
     """The one line a batch tool prints when the model fails (out of memory, a device error): which frames, why,
     and the flag that helps; ``before``: what was done before it."""
     return (f"inference failed on {what}: {type(exc).__name__}: {exc} "
-            f"({before + '; ' if before else ''}a smaller --batch needs less memory)")
+            f"({before + '; ' if before else ''}a smaller --batch or a --max-side needs less memory)")
 
 
 def fail(prog: str, message: str) -> int:

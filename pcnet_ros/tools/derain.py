@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--residue", action="store_true", help="also write NAME_residue.png")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
     ap.add_argument("--compare", action="store_true", help="also write NAME_compare.jpg: rainy | clean | residue")
-    add_engine_args(ap, random_weights=True)
+    add_engine_args(ap, random_weights=True, max_side=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if not batch:
             return
         try:
-            results = engine.derain_batch([img for _, _, img in batch], bgr=batch[0][2].ndim == 3)
+            results = engine.derain_batch([img for _, _, img in batch], bgr=batch[0][2].ndim == 3,
+                                          max_side=args.max_side)
         except Exception as exc:   # out of memory, a device error: one line that names the images, no traceback
             more = f" and {len(batch) - 1} more" if len(batch) > 1 else ""
             raise ToolError(inference_failed(f"{batch[0][0]}{more}", exc, f"{written} image(s) written before it")) \
