@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from conftest import forged_jpeg, shared_or_skip
+from conftest import forged_jpeg, scene, shared_or_skip
 from pcnet_ros.ros import image_codec
 from pcnet_ros.ros.image_codec import ENCODINGS, MalformedImage
 
@@ -42,9 +42,51 @@ def test_decode_roundtrip(rng, encoding, pad, bigendian):
     np.testing.assert_array_equal(back, arr)
 
 
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """What a Bayer sensor records: one colour per pixel, in 2x2 tiles named by their first row, then second."""
+    out = np.zeros(rgb.shape[:2], rgb.dtype)
+    for k, colour in enumerate(pattern):
+        out[k // 2::2, k % 2::2] = rgb[k // 2::2, k % 2::2, "RGB".index(colour)]
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits, bigendian", [(8, False), (16, False), (16, True)])
+def test_bayer_frames_decode_to_their_colours(pattern, bits, bigendian):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    rgb = np.zeros((12, 16, 3), dtype)
+    rgb[:, :8] = (200, 120, 30)                                         # two flat colours side by side
+    rgb[:, 8:] = (20, 90, 240)
+    rgb = rgb * (257 if bits == 16 else 1)
+    got, enc = image_codec.decode(_msg(_mosaic(rgb, pattern.upper()), f"bayer_{pattern}{bits}", 3, bigendian))
+    assert enc.decoded_as == f"rgb{bits}" and not enc.bgr and got.shape == (12, 16, 3) and got.dtype == dtype
+    for cols in (slice(2, 6), slice(10, 14)):                           # away from the edges and the seam
+        np.testing.assert_allclose(got[2:-2, cols].astype(int), rgb[2:-2, cols].astype(int), atol=257 if bits == 16
+                                   else 1)
+
+
+@pytest.mark.parametrize("encoding, to_yuv", [
+    ("yuv422", cv2.COLOR_RGB2YUV_UYVY), ("uyvy", cv2.COLOR_RGB2YUV_UYVY),
+    ("yuv422_yuy2", cv2.COLOR_RGB2YUV_YUYV), ("yuyv", cv2.COLOR_RGB2YUV_YUYV)])
+def test_yuv422_frames_decode_to_rgb(rng, encoding, to_yuv):
+    rgb = scene(rng, 24, 32)[:, :, ::-1].copy()
+    yuv = cv2.cvtColor(rgb, to_yuv)
+    assert yuv.shape == (24, 32, 2)
+    got, enc = image_codec.decode(_msg(yuv, encoding, pad=6))
+    assert enc.decoded_as == "rgb8" and not enc.bgr and got.shape == rgb.shape
+    err = np.abs(got.astype(int) - rgb)
+    assert err.mean() < 4 and err.max() < 32                           # chroma is shared by pixel pairs
+    flat = np.full((4, 8, 3), (200, 120, 30), np.uint8)                 # where it is the same: exact to rounding
+    assert np.abs(image_codec.decode(_msg(cv2.cvtColor(flat, to_yuv), encoding))[0].astype(int) - flat).max() <= 1
+    other = "yuyv" if encoding in ("yuv422", "uyvy") else "uyvy"          # the other byte order: not the picture
+    assert np.abs(image_codec.decode(_msg(yuv, other))[0].astype(int) - rgb).mean() > 10
+
+
 @pytest.mark.parametrize("mutate, reason", [
-    ({"encoding": "yuv422"}, "unsupported_encoding"),
-    ({"encoding": "bayer_rggb8"}, "unsupported_encoding"),
+    ({"encoding": "32FC1"}, "unsupported_encoding"),
+    ({"encoding": "nv21"}, "unsupported_encoding"),
+    ({"encoding": "yuv422", "width": 3, "step": 6}, "odd_size"),
+    ({"encoding": "bayer_rggb8", "height": 3, "step": 4}, "odd_size"),
     ({"height": 0}, "zero_size"),
     ({"width": 0}, "zero_size"),
     ({"step": 5}, "bad_step"),

@@ -20,10 +20,33 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Encoding:
-    channels: int
+    channels: int                # per pixel in the message's buffer
     dtype: type
-    bgr: bool    # colour order for the engine
+    bgr: bool                    # colour order of the decoded array, for the engine
+    to_rgb: int | None = None    # OpenCV conversion of the buffer to RGB (YUV 4:2:2, Bayer)
+    decoded_as: str | None = None   # the encoding such frames decode to, and are published in
 
+    @property
+    def decoded_channels(self) -> int:
+        return 3 if self.to_rgb is not None else self.channels
+
+
+def _converted(channels: int, dtype: type, code: int) -> Encoding:
+    return Encoding(channels, dtype, False, code, "rgb8" if dtype == np.uint8 else "rgb16")
+
+
+#: Camera formats that arrive unconverted (USB and GMSL cameras' YUV 4:2:2, machine-vision cameras' raw Bayer).
+#: Bayer names follow sensor_msgs (the first two pixels of the first row); OpenCV names the same patterns by the
+#: second row's, so RGGB is its BayerBG, as in cv_bridge.  They decode to RGB and are published as rgb8 / rgb16.
+CONVERTED: dict[str, Encoding] = {
+    "yuv422": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
+    "yuyv": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
+    **{f"bayer_{pattern}{bits}": _converted(1, dtype, getattr(cv2, f"COLOR_Bayer{opencv}2RGB"))
+       for pattern, opencv in (("rggb", "BG"), ("bggr", "RG"), ("gbrg", "GR"), ("grbg", "GB"))
+       for bits, dtype in (("8", np.uint8), ("16", np.uint16))},
+}
 
 ENCODINGS: dict[str, Encoding] = {
     "rgb8": Encoding(3, np.uint8, False),
@@ -37,6 +60,8 @@ ENCODINGS: dict[str, Encoding] = {
     "bgra16": Encoding(4, np.uint16, True),
     "mono16": Encoding(1, np.uint16, False),
 }
+#: Everything a subscribed Image may carry: ENCODINGS are derained as they are, CONVERTED first become RGB.
+READABLE: dict[str, Encoding] = {**ENCODINGS, **CONVERTED}
 
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
 
@@ -51,13 +76,15 @@ class MalformedImage(ValueError):
 
 def validate(msg) -> Encoding:
     """Cheap checks of the header fields against the data length; no pixel is copied."""
-    enc = ENCODINGS.get(msg.encoding)
+    enc = READABLE.get(msg.encoding)
     if enc is None:
         raise MalformedImage("unsupported_encoding",
-                             f"encoding '{msg.encoding}' not supported (use one of {', '.join(ENCODINGS)})")
+                             f"encoding '{msg.encoding}' not supported (use one of {', '.join(READABLE)})")
     h, w = int(msg.height), int(msg.width)
     if h == 0 or w == 0:
         raise MalformedImage("zero_size", f"image is {w}x{h}")
+    if enc.to_rgb is not None and (w % 2 or (enc.channels == 1 and h % 2)):
+        raise MalformedImage("odd_size", f"{msg.encoding} comes in 2-pixel groups; {w}x{h} is not a whole number")
     row = w * enc.channels * np.dtype(enc.dtype).itemsize
     if msg.step < row:
         raise MalformedImage("bad_step", f"step {msg.step} < width*channels*bytes = {row}")
@@ -69,7 +96,7 @@ def validate(msg) -> Encoding:
 
 
 def decode(msg) -> tuple[np.ndarray, Encoding]:
-    """Image message -> (HxWxC array, its Encoding). Raises MalformedImage."""
+    """Image message -> (HxWxC array, its Encoding); YUV and Bayer come out RGB. Raises MalformedImage."""
     enc = validate(msg)
     h, w = int(msg.height), int(msg.width)
     itemsize = np.dtype(enc.dtype).itemsize
@@ -81,12 +108,15 @@ def decode(msg) -> tuple[np.ndarray, Encoding]:
     arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, enc.channels)
     if itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN:
         arr = arr.astype(np.dtype(enc.dtype).newbyteorder("="))
+    if enc.to_rgb is not None:
+        arr = cv2.cvtColor(arr[:, :, 0] if enc.channels == 1 else arr, enc.to_rgb)
     return arr, enc
 
 
 def encode(array: np.ndarray, encoding: str) -> dict:
-    """HxWxC (or HxW) array -> the Image fields, tightly packed, host byte order; data as bytes."""
-    enc = ENCODINGS[encoding]
+    """HxWxC (or HxW) array -> the Image fields, tightly packed, host byte order; data as bytes. For YUV and
+    Bayer encodings the array is the camera's buffer (HxWx2, HxW)."""
+    enc = READABLE[encoding]
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[2] != enc.channels or array.dtype != enc.dtype:

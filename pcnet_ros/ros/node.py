@@ -103,7 +103,7 @@ def resolve_cameras(node: Node, values: dict[str, Any]) -> list[Camera]:
 
 def _decode_raw(msg: Image) -> Decoded:
     arr, enc = image_codec.decode(msg)
-    return Decoded(arr, enc.bgr, msg.encoding)
+    return Decoded(arr, enc.bgr, enc.decoded_as or msg.encoding)
 
 
 def _decode_compressed(msg: CompressedImage) -> Decoded:
@@ -280,7 +280,7 @@ class Wiring:
         except image_codec.MalformedImage as exc:  # checked here so junk never displaces a good frame
             w.reject(idx, exc.reason, str(exc))
             return
-        if w.admit(idx, msg.height, msg.width, enc.channels):
+        if w.admit(idx, msg.height, msg.width, enc.decoded_channels):
             w.offer(idx, msg, now)
 
     # ---- outputs ------------------------------------------------------------------------------

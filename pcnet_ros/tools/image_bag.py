@@ -20,11 +20,12 @@ START_NS = 1_700_000_000 * 10**9
 
 
 def write_image_bag(frames: list[np.ndarray] | list[bytes], out: Path, topic: str = "/camera/image_raw",
-                    fps: float = 10.0, storage: str = "mcap", frame_id: str = "camera", note: bool = True) -> Path:
+                    fps: float = 10.0, storage: str = "mcap", frame_id: str = "camera", note: bool = True,
+                    encoding: str = "rgb8") -> Path:
     """Write frames as one topic at ``fps``; header stamps equal the bag timestamps.
 
-    RGB uint8 arrays become sensor_msgs/Image (rgb8); bytes (JPEG or PNG files as a camera sends them)
-    become sensor_msgs/CompressedImage.
+    Arrays become sensor_msgs/Image in ``encoding`` (RGB uint8 for rgb8; a camera's buffer for YUV or Bayer);
+    bytes (JPEG or PNG files as a camera sends them) become sensor_msgs/CompressedImage.
     """
     store = typestore()
     Header, Time = (store.types[t] for t in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
@@ -41,7 +42,7 @@ def write_image_bag(frames: list[np.ndarray] | list[bytes], out: Path, topic: st
                 msg = store.types[COMPRESSED_TYPE](header=header, format=fmt, data=np.frombuffer(frame, np.uint8))
                 writer.write(conn, t, store.serialize_cdr(msg, COMPRESSED_TYPE))
             else:
-                writer.write(conn, t, serialize_image(store, frame, "rgb8", header))
+                writer.write(conn, t, serialize_image(store, frame, encoding, header))
             if note_conn is not None and i % 10 == 0:
                 writer.write(note_conn, t, store.serialize_cdr(String(data=f"frame {i}"), "std_msgs/msg/String"))
     return out
