@@ -23,8 +23,8 @@ class Encoding:
     channels: int                # per pixel in the message's buffer
     dtype: type
     bgr: bool                    # colour order of the decoded array, for the engine
+    decoded_as: str              # the encoding the decoded array is in, and is published in
     to_rgb: int | None = None    # OpenCV conversion of the buffer to RGB (YUV 4:2:2, Bayer)
-    decoded_as: str | None = None   # the encoding such frames decode to, and are published in
 
     @property
     def decoded_channels(self) -> int:
@@ -32,7 +32,7 @@ class Encoding:
 
 
 def _converted(channels: int, dtype: type, code: int) -> Encoding:
-    return Encoding(channels, dtype, False, code, "rgb8" if dtype == np.uint8 else "rgb16")
+    return Encoding(channels, dtype, False, "rgb8" if dtype == np.uint8 else "rgb16", code)
 
 
 #: Camera formats that arrive unconverted (USB and GMSL cameras' YUV 4:2:2, machine-vision cameras' raw Bayer).
@@ -48,18 +48,19 @@ CONVERTED: dict[str, Encoding] = {
        for bits, dtype in (("8", np.uint8), ("16", np.uint16))},
 }
 
-ENCODINGS: dict[str, Encoding] = {
-    "rgb8": Encoding(3, np.uint8, False),
-    "bgr8": Encoding(3, np.uint8, True),
-    "rgba8": Encoding(4, np.uint8, False),
-    "bgra8": Encoding(4, np.uint8, True),
-    "mono8": Encoding(1, np.uint8, False),
-    "rgb16": Encoding(3, np.uint16, False),
-    "bgr16": Encoding(3, np.uint16, True),
-    "rgba16": Encoding(4, np.uint16, False),
-    "bgra16": Encoding(4, np.uint16, True),
-    "mono16": Encoding(1, np.uint16, False),
-}
+#: Encodings derained as they are: each decodes to, and is published in, itself.
+ENCODINGS: dict[str, Encoding] = {name: Encoding(channels, dtype, bgr, name) for name, (channels, dtype, bgr) in {
+    "rgb8": (3, np.uint8, False),
+    "bgr8": (3, np.uint8, True),
+    "rgba8": (4, np.uint8, False),
+    "bgra8": (4, np.uint8, True),
+    "mono8": (1, np.uint8, False),
+    "rgb16": (3, np.uint16, False),
+    "bgr16": (3, np.uint16, True),
+    "rgba16": (4, np.uint16, False),
+    "bgra16": (4, np.uint16, True),
+    "mono16": (1, np.uint16, False),
+}.items()}
 #: Everything a subscribed Image may carry: ENCODINGS are derained as they are, CONVERTED first become RGB.
 READABLE: dict[str, Encoding] = {**ENCODINGS, **CONVERTED}
 

@@ -103,7 +103,7 @@ def resolve_cameras(node: Node, values: dict[str, Any]) -> list[Camera]:
 
 def _decode_raw(msg: Image) -> Decoded:
     arr, enc = image_codec.decode(msg)
-    return Decoded(arr, enc.bgr, enc.decoded_as or msg.encoding)
+    return Decoded(arr, enc.bgr, enc.decoded_as)
 
 
 def _decode_compressed(msg: CompressedImage) -> Decoded:

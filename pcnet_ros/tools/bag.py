@@ -158,7 +158,7 @@ def _decode(msgtype: str, msg) -> tuple[np.ndarray, str, bool]:
         arr, encoding = image_codec.decode_compressed(msg)
         return arr, encoding, True
     arr, enc = image_codec.decode(msg)
-    return arr, enc.decoded_as or msg.encoding, enc.bgr
+    return arr, enc.decoded_as, enc.bgr
 
 
 def _serialize(store, msgtype: str, array: np.ndarray, encoding: str, header, kind: str, quality: int) -> bytes:
