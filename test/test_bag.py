@@ -61,14 +61,16 @@ def test_max_side_derains_large_frames_downscaled_and_writes_them_full_size(tmp_
         np.testing.assert_array_equal(clean, engine.derain_downscaled(rainy, 16).clean)
 
 
-def test_yuv_camera_topics_are_derained_to_rgb8(tmp_path, tiny_model, rng):
-    yuyv = [rng.integers(0, 256, size=(20, 28, 2), dtype=np.uint8) for _ in range(2)]
-    src = write_image_bag(yuyv, tmp_path / "in", encoding="yuv422_yuy2")
+@pytest.mark.parametrize("encoding, buffer", [("yuv422_yuy2", (20, 28, 2)), ("nv12", (30, 28))])
+def test_yuv_camera_topics_are_derained_to_rgb8(tmp_path, tiny_model, rng, encoding, buffer):
+    raw = [rng.integers(0, 256, size=buffer, dtype=np.uint8) for _ in range(2)]
+    src = write_image_bag(raw, tmp_path / "in", encoding=encoding)
     engine = DerainEngine(tiny_model, device="cpu")
     assert bag.derain_bag(src, tmp_path / "out", engine, progress=False)["derained"] == 2
     after = _read(tmp_path / "out")
     for (_, m_in), (_, m_out) in zip(after["/camera/image_raw"], after["/camera/image_raw/derained"]):
-        assert m_in.encoding == "yuv422_yuy2" and m_out.encoding == "rgb8"
+        assert m_in.encoding == encoding and m_out.encoding == "rgb8"
+        assert (m_in.height, m_out.height, m_out.width) == (20, 20, 28)
         rgb, _ = image_codec.decode(m_in)
         clean, _ = image_codec.decode(m_out)
         np.testing.assert_array_equal(clean, engine.derain(rgb).clean)

@@ -1,4 +1,6 @@
 import array
+from pathlib import Path
+import re
 
 import cv2
 import numpy as np
@@ -82,9 +84,44 @@ def test_yuv422_frames_decode_to_rgb(rng, encoding, to_yuv):
     assert np.abs(image_codec.decode(_msg(yuv, other))[0].astype(int) - rgb).mean() > 10
 
 
+def _nv(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """What a 4:2:0 semi-planar camera sends: OpenCV's planar I420 with its U and V planes interleaved."""
+    h, w = rgb.shape[:2]
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    u, v = (i420[h:].reshape(2, h // 2, w // 2))
+    pairs = (u, v) if encoding == "nv12" else (v, u)
+    return np.concatenate([i420[:h], np.stack(pairs, axis=-1).reshape(h // 2, w)])
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21"])
+def test_nv12_nv21_frames_decode_to_rgb(rng, encoding):
+    rgb = scene(rng, 24, 32)[:, :, ::-1].copy()
+    buf = _nv(rgb, encoding)
+    assert buf.shape == (36, 32)
+    msg = _msg(buf, encoding, pad=6)
+    msg.height = 24                                                     # the image's rows, not the buffer's
+    got, enc = image_codec.decode(msg)
+    assert enc.decoded_as == "rgb8" and not enc.bgr and got.shape == rgb.shape
+    # the same samples OpenCV's planar decoder reads, rearranged: the same picture, to the last bit
+    np.testing.assert_array_equal(got, cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420))
+    assert np.abs(got.astype(int) - rgb).mean() < 8                    # chroma is shared by 2x2 pixels
+    flat = np.full((4, 8, 3), (200, 120, 30), np.uint8)                 # where it is the same: exact to rounding
+    flat_msg = Image(**image_codec.encode(_nv(flat, encoding), encoding))
+    assert (flat_msg.height, flat_msg.width, flat_msg.step) == (4, 8, 8)
+    assert np.abs(image_codec.decode(flat_msg)[0].astype(int) - flat).max() <= 2
+    other = "nv21" if encoding == "nv12" else "nv12"                    # chroma the other way round: not the picture
+    msg.encoding = other
+    assert np.abs(image_codec.decode(msg)[0].astype(int) - rgb).mean() > 10
+    msg.encoding, msg.data = encoding, bytes(msg.data)[:-6 - 1]         # the last chroma row cut short
+    with pytest.raises(MalformedImage, match=r"height\*3/2-1\).* = 1362$"):
+        image_codec.decode(msg)
+
+
 @pytest.mark.parametrize("mutate, reason", [
     ({"encoding": "32FC1"}, "unsupported_encoding"),
-    ({"encoding": "nv21"}, "unsupported_encoding"),
+    ({"encoding": "nv24"}, "unsupported_encoding"),
+    ({"encoding": "nv12", "height": 3, "step": 4}, "odd_size"),
+    ({"encoding": "nv12", "height": 4, "step": 4, "data": b"\x00" * 16}, "short_data"),   # luma, but no chroma
     ({"encoding": "yuv422", "width": 3, "step": 6}, "odd_size"),
     ({"encoding": "bayer_rggb8", "height": 3, "step": 4}, "odd_size"),
     ({"height": 0}, "zero_size"),
@@ -151,3 +188,11 @@ def test_compressed_shape_tells_a_forged_size_and_nothing_about_junk():
     for junk in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe0 not really a jpeg", b"\x89PNG\r\n\x1a\n" + bytes(40),
                  png.tobytes()[:20], b"GIF89a" + bytes(20), bomb[:40]):
         assert image_codec.compressed_shape(junk) is None
+
+
+def test_readme_topics_table_names_every_readable_encoding_and_no_other():
+    """The subscribed-image row of the README's Topics table is checked against READABLE, the one list."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `T` (subscribed, `input_transport: raw`)"))
+    named = set(re.findall(r"\b(?:[a-z]+[0-9]+|yuv422(?:_yuy2)?|uyvy|yuyv|nv[0-9]+|bayer_[a-z]+[0-9]+)\b", row))
+    assert named == set(image_codec.READABLE)

@@ -11,6 +11,7 @@ all three and is the one tested path on every install.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 import struct
 import sys
 
@@ -24,25 +25,35 @@ class Encoding:
     dtype: type
     bgr: bool                    # colour order of the decoded array, for the engine
     decoded_as: str              # the encoding the decoded array is in, and is published in
-    to_rgb: int | None = None    # OpenCV conversion of the buffer to RGB (YUV 4:2:2, Bayer)
+    to_rgb: int | None = None    # OpenCV conversion of the buffer to RGB (YUV, Bayer)
+    rows_per_line: Fraction = Fraction(1)   # buffer rows per image row: 3/2 where a chroma plane follows luma
 
     @property
     def decoded_channels(self) -> int:
         return 3 if self.to_rgb is not None else self.channels
 
+    def buffer_rows(self, height: int) -> int:
+        """Rows of ``step`` bytes the message holds for an image ``height`` rows high."""
+        return int(height * self.rows_per_line)
 
-def _converted(channels: int, dtype: type, code: int) -> Encoding:
-    return Encoding(channels, dtype, False, "rgb8" if dtype == np.uint8 else "rgb16", code)
+
+def _converted(channels: int, dtype: type, code: int, rows_per_line: Fraction = Fraction(1)) -> Encoding:
+    return Encoding(channels, dtype, False, "rgb8" if dtype == np.uint8 else "rgb16", code, rows_per_line)
 
 
-#: Camera formats that arrive unconverted (USB and GMSL cameras' YUV 4:2:2, machine-vision cameras' raw Bayer).
-#: Bayer names follow sensor_msgs (the first two pixels of the first row); OpenCV names the same patterns by the
-#: second row's, so RGGB is its BayerBG, as in cv_bridge.  They decode to RGB and are published as rgb8 / rgb16.
+#: Camera formats that arrive unconverted (USB and GMSL cameras' YUV 4:2:2; libcamera, Android and hardware
+#: encoders' YUV 4:2:0; machine-vision cameras' raw Bayer).  They decode to RGB and are published as rgb8 / rgb16.
+#: NV12/NV21 are laid out as libcamera's camera_ros sends them and cv_bridge's pending NV12 support reads them:
+#: ``height`` luma rows of ``step`` bytes, then height/2 rows of interleaved chroma (UV, or VU for NV21) at the
+#: same ``step``.  Bayer names follow sensor_msgs (the first two pixels of the first row); OpenCV names the same
+#: patterns by the second row's, so RGGB is its BayerBG, as in cv_bridge.
 CONVERTED: dict[str, Encoding] = {
     "yuv422": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
     "uyvy": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
     "yuv422_yuy2": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
     "yuyv": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
+    "nv12": _converted(1, np.uint8, cv2.COLOR_YUV2RGB_NV12, Fraction(3, 2)),
+    "nv21": _converted(1, np.uint8, cv2.COLOR_YUV2RGB_NV21, Fraction(3, 2)),
     **{f"bayer_{pattern}{bits}": _converted(1, dtype, getattr(cv2, f"COLOR_Bayer{opencv}2RGB"))
        for pattern, opencv in (("rggb", "BG"), ("bggr", "RG"), ("gbrg", "GR"), ("grbg", "GB"))
        for bits, dtype in (("8", np.uint8), ("16", np.uint16))},
@@ -85,21 +96,24 @@ def validate(msg) -> Encoding:
     if h == 0 or w == 0:
         raise MalformedImage("zero_size", f"image is {w}x{h}")
     if enc.to_rgb is not None and (w % 2 or (enc.channels == 1 and h % 2)):
-        raise MalformedImage("odd_size", f"{msg.encoding} comes in 2-pixel groups; {w}x{h} is not a whole number")
+        groups = "2x2-pixel" if enc.channels == 1 else "2-pixel"
+        raise MalformedImage("odd_size", f"{msg.encoding} comes in {groups} groups; {w}x{h} is not a whole number")
     row = w * enc.channels * np.dtype(enc.dtype).itemsize
     if msg.step < row:
         raise MalformedImage("bad_step", f"step {msg.step} < width*channels*bytes = {row}")
-    if len(msg.data) < msg.step * (h - 1) + row:
-        need = msg.step * (h - 1) + row
+    rows = enc.buffer_rows(h)
+    if len(msg.data) < msg.step * (rows - 1) + row:
+        need = msg.step * (rows - 1) + row
+        formula = "step*(height-1)" if rows == h else f"step*(height*{enc.rows_per_line}-1)"
         raise MalformedImage("short_data", f"data has {len(msg.data)} bytes, {w}x{h} {msg.encoding} with step "
-                                           f"{msg.step} needs step*(height-1)+width*channels*bytes = {need}")
+                                           f"{msg.step} needs {formula}+width*channels*bytes = {need}")
     return enc
 
 
 def decode(msg) -> tuple[np.ndarray, Encoding]:
     """Image message -> (HxWxC array, its Encoding); YUV and Bayer come out RGB. Raises MalformedImage."""
     enc = validate(msg)
-    h, w = int(msg.height), int(msg.width)
+    h, w = enc.buffer_rows(int(msg.height)), int(msg.width)
     itemsize = np.dtype(enc.dtype).itemsize
     row = w * enc.channels * itemsize
     data = msg.data
@@ -116,14 +130,16 @@ def decode(msg) -> tuple[np.ndarray, Encoding]:
 
 def encode(array: np.ndarray, encoding: str) -> dict:
     """HxWxC (or HxW) array -> the Image fields, tightly packed, host byte order; data as bytes. For YUV and
-    Bayer encodings the array is the camera's buffer (HxWx2, HxW)."""
+    Bayer encodings the array is the camera's buffer (HxWx2, HxW; NV12/NV21: (H*3/2)xW, luma then chroma)."""
     enc = READABLE[encoding]
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[2] != enc.channels or array.dtype != enc.dtype:
         raise ValueError(f"array {array.shape} {array.dtype} does not fit encoding {encoding}")
+    if array.shape[0] % enc.rows_per_line.numerator:
+        raise ValueError(f"{array.shape[0]} buffer rows are not a whole image for {encoding}")
     array = np.ascontiguousarray(array)
-    return {"height": array.shape[0], "width": array.shape[1], "encoding": encoding,
+    return {"height": int(array.shape[0] / enc.rows_per_line), "width": array.shape[1], "encoding": encoding,
             "is_bigendian": int(_HOST_BIG_ENDIAN and array.dtype.itemsize > 1),
             "step": array.shape[1] * array.shape[2] * array.dtype.itemsize, "data": array.tobytes()}
 
