@@ -160,6 +160,11 @@ def test_runtime_parameters_take_effect(two_cams, graph, rng):
         assert r.successful
         got = _send_and_get(pubs[0], out[(0, "clean")], msg)
         assert bytes(got.data) == bytes(msg.data) and got.step == msg.step   # pass-through, untouched
+        nv21 = image_msg(rng.integers(0, 256, (30, 28), dtype=np.uint8), "nv21", frame_id="param_nv21", pad=3)
+        nv21.height = 20
+        got = _send_and_get(pubs[0], out[(0, "clean")], nv21)                # converted, as when enabled
+        assert (got.encoding, got.height, got.width, got.header.frame_id) == ("rgb8", 20, 28, "param_nv21")
+        np.testing.assert_array_equal(image_codec.decode(got)[0], image_codec.decode(nv21)[0])
         [r] = set_params(client_node, "/twocams/pcnet", enabled=True)
         got = _send_and_get(pubs[0], out[(0, "clean")], msg)
         assert bytes(got.data) != bytes(msg.data)                            # derained again

@@ -311,13 +311,16 @@ class Wiring:
                     header=header, vector=Vector3(x=r.intensity, y=r.coverage, z=float(r.level))))
 
     def _pass_through(self, cam: Camera, msg, s: Settings) -> None:
-        """enabled=false: the input message itself on the output of its own type, converted only for the other.
-        Decoded before anything is sent, so junk goes out on no topic."""
+        """enabled=false: the input message itself on the output of its own type, converted only for the other,
+        or where the clean topic's encoding would change with ``enabled`` (YUV, NV and Bayer come out RGB either
+        way, so a consumer never sees its input's encoding flip). Decoded before anything is sent, so junk goes
+        out on no topic."""
         frame = None
-        if any((t == "compressed") != self._compressed_in for t in self._out_transports):
+        as_is = self._compressed_in or msg.encoding not in image_codec.CONVERTED
+        if not as_is or any((t == "compressed") != self._compressed_in for t in self._out_transports):
             frame = (_decode_compressed if self._compressed_in else _decode_raw)(msg)
         for transport in self._out_transports:
-            if (transport == "compressed") == self._compressed_in:
+            if (transport == "compressed") == self._compressed_in and as_is:
                 cam.pubs["clean", transport].publish(msg)
             elif transport == "raw":
                 cam.pubs["clean", transport].publish(_image(frame.image, frame.encoding, msg.header))

@@ -107,7 +107,8 @@ PARAMS: tuple[Param, ...] = (
           "(README, Transport)", QOS, lo=1, hi=100),
     Param("output_qos", "reliable", "publishers' QoS", QOS, choices=OUTPUT_CHOICES),
     Param("output_qos_depth", 5, "publishers' history depth", QOS, lo=1, hi=100),
-    Param("enabled", True, "`false` republishes the input untouched on the clean topic", RUNTIME, runtime=True),
+    Param("enabled", True, "`false` republishes the input untouched on the clean topic (YUV, NV and Bayer "
+          "frames converted to RGB, so the topic's encoding does not change with it)", RUNTIME, runtime=True),
     Param("publish_residue", True, "publish the residue topic", RUNTIME, runtime=True),
     Param("publish_rain_level", True, "publish `geometry_msgs/Vector3Stamped` on the rain-level topic: x = "
           "intensity, y = coverage, z = level 0/1/2 (see *Rain level*)", RUNTIME, runtime=True),
