@@ -139,6 +139,15 @@ def test_malformed_named(mutate, reason):
     assert err.value.reason == reason
 
 
+@pytest.mark.parametrize("encoding, says", [("8UC3", "names no colour order"), ("16UC1", "names no colour order"),
+                                             ("nv24", "is not supported")])
+def test_unsupported_encodings_say_why(encoding, says):
+    msg = _msg(np.zeros((4, 4, 3), np.uint8), "rgb8")
+    msg.encoding = encoding
+    with pytest.raises(MalformedImage, match=f"'{encoding}' .*{says}.*: use one of rgb8, bgr8"):
+        image_codec.decode(msg)
+
+
 def test_last_row_may_omit_padding():
     arr = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     msg = _msg(arr, "rgb8", pad=4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+import re
 import struct
 import sys
 
@@ -76,6 +77,8 @@ ENCODINGS: dict[str, Encoding] = {name: Encoding(channels, dtype, bgr, name) for
 READABLE: dict[str, Encoding] = {**ENCODINGS, **CONVERTED}
 
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
+#: sensor_msgs' generic encodings ("8UC3", "16UC1", "32FC1"): OpenCV matrix types without colour semantics.
+_GENERIC = re.compile(r"(8|16|32|64)(U|S|F)C[0-9]*")
 
 
 class MalformedImage(ValueError):
@@ -90,8 +93,9 @@ def validate(msg) -> Encoding:
     """Cheap checks of the header fields against the data length; no pixel is copied."""
     enc = READABLE.get(msg.encoding)
     if enc is None:
-        raise MalformedImage("unsupported_encoding",
-                             f"encoding '{msg.encoding}' not supported (use one of {', '.join(READABLE)})")
+        why = (" is a bare OpenCV type that names no colour order (cv_bridge will not convert it to colour "
+               "either), and may be depth or IR" if _GENERIC.fullmatch(msg.encoding) else " is not supported")
+        raise MalformedImage("unsupported_encoding", f"encoding '{msg.encoding}'{why}: use one of {', '.join(READABLE)}")
     h, w = int(msg.height), int(msg.width)
     if h == 0 or w == 0:
         raise MalformedImage("zero_size", f"image is {w}x{h}")
