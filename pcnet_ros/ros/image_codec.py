@@ -95,7 +95,8 @@ def validate(msg) -> Encoding:
     if enc is None:
         why = (" is a bare OpenCV type that names no colour order (cv_bridge will not convert it to colour "
                "either), and may be depth or IR" if _GENERIC.fullmatch(msg.encoding) else " is not supported")
-        raise MalformedImage("unsupported_encoding", f"encoding '{msg.encoding}'{why}: use one of {', '.join(READABLE)}")
+        raise MalformedImage("unsupported_encoding",
+                             f"encoding '{msg.encoding}'{why}: use one of {', '.join(READABLE)}")
     h, w = int(msg.height), int(msg.width)
     if h == 0 or w == 0:
         raise MalformedImage("zero_size", f"image is {w}x{h}")
