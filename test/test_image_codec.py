@@ -140,7 +140,7 @@ def test_malformed_named(mutate, reason):
 
 
 @pytest.mark.parametrize("encoding, says", [("8UC3", "names no colour order"), ("16UC1", "names no colour order"),
-                                             ("nv24", "is not supported")])
+                                            ("nv24", "is not supported")])
 def test_unsupported_encodings_say_why(encoding, says):
     msg = _msg(np.zeros((4, 4, 3), np.uint8), "rgb8")
     msg.encoding = encoding
