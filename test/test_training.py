@@ -772,3 +772,20 @@ def test_progress_bars_written_to_a_log_redraw_rarely(tmp_path):
                                                               "from tqdm import tqdm as progress_bar")],
                           capture_output=True, check=True).stderr
     assert bare.count(b"\r") > 5                               # what plain tqdm writes in the same second
+
+
+def test_compute_curve_reads_the_lineage_oldest_first_and_fits_dB_per_doubling():
+    """scripts/compute_curve.py: each file's pixel-samples add up along the chain, and the fit recovers a slope."""
+    import importlib.util
+
+    from pcnet_ros.paths import SOURCE_ROOT
+
+    spec = importlib.util.spec_from_file_location("compute_curve", SOURCE_ROOT / "scripts" / "compute_curve.py")
+    cc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cc)
+    meta = {"pixel_samples": 4e9, "val_psnr_y": 35.0,
+            "fine_tuned_from": {"pixel_samples": 2e9, "val_psnr_y": 34.7,
+                                "fine_tuned_from": {"pixel_samples": 2e9, "val_psnr_y": 34.4}}}
+    assert cc.lineage(meta) == [(2e9, 34.4), (4e9, 34.7), (8e9, 35.0)]
+    assert abs(cc.doubling_slope(cc.lineage(meta), 0) - 0.3) < 1e-9
+    assert abs(cc.doubling_slope(cc.lineage(meta), 3e9) - 0.3) < 1e-9      # the two recent points only
