@@ -52,8 +52,8 @@ def draw(series: dict[str, tuple[list[tuple[float, float]], tuple[int, int, int]
          reach: tuple[float, float, str] | None = None) -> np.ndarray:
     """One panel a series, log-x; ``reach`` (pixel-samples, score, label) extends the first along its fit."""
     img = np.full((H * len(series), W, 3), 255, np.uint8)
-    xs = [px for pts, _, _ in series.values() for px, _ in pts]
-    lo, hi = np.floor(np.log10(min(xs))), np.ceil(np.log10(max(xs) * 4))
+    xs = [px for pts, _, _ in series.values() for px, _ in pts] + ([reach[0]] if reach else [])
+    lo, hi = np.floor(np.log10(min(xs))), np.ceil(np.log10(max(xs) * 1.5))      # the extrapolation's end inside
     for row, (name, (pts, colour, target)) in enumerate(series.items()):
         top = row * H
         ys = [s for _, s in pts] + ([target] if target else [])
