@@ -4,6 +4,8 @@ from __future__ import annotations
 from contextlib import suppress
 from pathlib import Path
 import re
+import struct
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -35,6 +37,55 @@ def list_images(folder: str | Path) -> list[Path]:
     return found
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour type -> channels as OpenCV decodes it unchanged (grey, -, BGR, palette as BGR, grey+alpha, -, BGRA)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic)
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def header_shape(data) -> tuple[int, int, int] | None:
+    """(height, width, channels) from a JPEG's or PNG's header, without decoding; None when it cannot tell.
+
+    A few hundred bytes can declare a 30000x30000 image, and decoding allocates all of it before any size
+    check could run (2.4 GB and 4 s for a 691-byte JPEG claiming 20000x20000), so whoever holds such
+    data (the node's callback, pcnet-bag, pcnet-derain) reads the header first and applies its size rules.
+    """
+    buf = memoryview(data).cast("B")                # bytes, an rclpy uint8[] (array.array) or numpy alike
+    n = len(buf)
+    if n >= 26 and bytes(buf[:8]) == _PNG_SIGNATURE and bytes(buf[12:16]) == b"IHDR":
+        width, height = struct.unpack_from(">II", buf, 16)
+        channels = _PNG_CHANNELS.get(buf[25])
+        return (height, width, channels) if width and height and channels else None
+    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
+        return None
+    i = 2
+    while i + 4 <= n:
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:                          # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:   # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):                  # end of image, or scan data before any frame header
+            return None
+        (length,) = struct.unpack_from(">H", buf, i + 2)
+        if marker in _JPEG_SOF:
+            if length < 8 or i + 10 > n:
+                return None
+            height, width = struct.unpack_from(">HH", buf, i + 5)
+            components = buf[i + 9]
+            # grey stays grey; colour and CMYK decode to BGR
+            return (height, width, 1 if components == 1 else 3) if height and width and components else None
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as HxWx3 uint8 RGB, with a clear error when unreadable."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -43,9 +94,24 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_any(path: str | Path) -> np.ndarray:
-    """An image file as stored: grey, BGR or BGRA, 8 or 16 bit."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def read_any(path: str | Path, check: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+    """An image file as stored: grey, BGR or BGRA, 8 or 16 bit.
+
+    ``check(height, width, channels)`` runs on a JPEG's or PNG's header before anything is decoded, so it can
+    refuse (raise) a file that claims more pixels than there is memory for; other formats are checked by the
+    caller after decoding.
+    """
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except OSError as exc:
+        raise ImageIOError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    shape = header_shape(data)
+    if check is not None and shape is not None:
+        check(*shape)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as exc:
+        raise ImageIOError(f"cannot read image {path}: {exc.err}") from None
     if img is None:
         raise ImageIOError(f"cannot read image {path}")
     return img

@@ -132,3 +132,64 @@ def test_a_write_that_runs_out_of_room_raises_and_leaves_no_half_file(tmp_path, 
                 write_image(tmp_path / name, img)
             assert not (tmp_path / name).exists(), name
     assert write_image(tmp_path / "out.tif", img).stat().st_size > 50_000
+
+
+def test_images_too_large_for_memory_are_skipped_before_decoding(tmp_path, capsys, monkeypatch, rng):
+    """On a CPU running out of memory does not raise: the OOM killer ends the run without a word. A file whose
+    header claims 20000x20000 (a few hundred bytes) is skipped unread; the others are derained."""
+    from conftest import forged_jpeg
+
+    _write(tmp_path / "in" / "a.png", rng.integers(0, 256, size=(16, 24, 3), dtype=np.uint8))
+    (tmp_path / "in" / "bomb.jpg").write_bytes(forged_jpeg(20000, 20000))
+    decoded = []
+    real_imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: decoded.append(len(buf)) or real_imdecode(buf, flags))
+    assert derain.main([str(tmp_path / "in"), str(tmp_path / "out"), "--random-weights", "--backend", "eager",
+                        "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "skipping" in out and "bomb.jpg: 20000x20000 would need about" in out and "--max-side" in out
+    assert decoded == [(tmp_path / "in" / "a.png").stat().st_size]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_the_memory_budget_counts_max_side_and_formats_without_a_header_check(tmp_path, capsys, rng):
+    """64x64 needs about 3 MB at full size and 0.4 MB run at 16 px: over and under a 1 MB budget. A BMP's size
+    is not read from its header, so it is checked once decoded."""
+    for name in ("a.png", "b.bmp"):
+        _write(tmp_path / "in" / name, rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
+    argv = [str(tmp_path / "in"), "--random-weights", "--backend", "eager", "--device", "cpu",
+            "--max-frame-memory-mb", "1"]
+    assert derain.main(argv[:1] + [str(tmp_path / "full")] + argv[1:]) == 1
+    out = capsys.readouterr().out
+    assert "a.png: 64x64 would need about 3 MB, over the 1 MB budget" in out and "b.bmp: 64x64" in out
+    assert not (tmp_path / "full").exists() or not any((tmp_path / "full").iterdir())
+    assert derain.main(argv[:1] + [str(tmp_path / "small")] + argv[1:] + ["--max-side", "16"]) == 0
+    assert sorted(p.name for p in (tmp_path / "small").iterdir()) == ["a.png", "b.bmp"]
+
+
+def test_a_batch_is_run_before_it_would_outgrow_the_memory_budget(tmp_path, monkeypatch, rng):
+    """Four same-size images, batch 4, a budget one image fits and two do not: four batches of one, all
+    written, each equal to what one batch of four gives."""
+    for i in range(4):
+        _write(tmp_path / "in" / f"f{i}.png", rng.integers(0, 256, size=(36, 36, 3), dtype=np.uint8))
+    sizes = []
+    real = DerainEngine.derain_batch
+    monkeypatch.setattr(DerainEngine, "derain_batch", lambda self, frames, **k: sizes.append(len(frames))
+                        or real(self, frames, **k))
+    common = ["--backend", "eager", "--device", "cpu", "--batch", "4"]
+    assert derain.main([str(tmp_path / "in"), str(tmp_path / "b1"), *common, "--max-frame-memory-mb", "1"]) == 0
+    assert sizes == [1, 1, 1, 1]        # 36x36 needs about 0.9 MB
+    sizes.clear()
+    assert derain.main([str(tmp_path / "in"), str(tmp_path / "b4"), *common, "--max-frame-memory-mb", "64"]) == 0
+    assert sizes == [4]
+    for i in range(4):
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / "b1" / f"f{i}.png")),
+                                      cv2.imread(str(tmp_path / "b4" / f"f{i}.png")))
+
+
+def test_the_default_budget_is_the_memory_the_host_has_free():
+    from pcnet_ros.tools.common import available_memory_mb
+
+    with open("/proc/meminfo") as f:
+        total = next(int(line.split()[1]) / 1024 for line in f if line.startswith("MemTotal:"))
+    assert 0 < available_memory_mb() <= total

@@ -8,6 +8,7 @@ import pytest
 from sensor_msgs.msg import Image
 
 from conftest import forged_jpeg, scene, shared_or_skip
+from pcnet_ros.imageio import header_shape
 from pcnet_ros.ros import image_codec
 from pcnet_ros.ros.image_codec import ENCODINGS, MalformedImage
 
@@ -174,29 +175,29 @@ def test_short_data_message_states_the_bytes_actually_needed():
     ((37, 53, 3), np.uint8, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
     ((37, 53, 3), np.uint8, ".jpg", [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]),
 ])
-def test_compressed_shape_reads_what_decoding_gives(rng, shape, dtype, ext, params):
+def test_header_shape_reads_what_decoding_gives(rng, shape, dtype, ext, params):
     """The header's size and channels are those of the decoded image, from bytes, an rclpy uint8[] or numpy."""
     ok, buf = cv2.imencode(ext, rng.integers(0, 255, shape).astype(dtype), params)
     decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     want = (decoded.shape[0], decoded.shape[1], 1 if decoded.ndim == 2 else decoded.shape[2])
     for data in (buf.tobytes(), array.array("B", buf.tobytes()), buf):
-        assert image_codec.compressed_shape(data) == want
+        assert header_shape(data) == want
 
 
-def test_compressed_shape_reads_a_camera_jpeg_past_its_exif_segment():
+def test_header_shape_reads_a_camera_jpeg_past_its_exif_segment():
     path = sorted(shared_or_skip("real-rain-video", "ra1").glob("*.jpg"))[0]
     data = path.read_bytes()
     assert data[2:4] == b"\xff\xe1"                      # EXIF comes before the frame header
-    assert image_codec.compressed_shape(data) == cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape
+    assert header_shape(data) == cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape
 
 
-def test_compressed_shape_tells_a_forged_size_and_nothing_about_junk():
+def test_header_shape_tells_a_forged_size_and_nothing_about_junk():
     bomb = forged_jpeg(20000, 20000)
-    assert len(bomb) < 1000 and image_codec.compressed_shape(bomb) == (20000, 20000, 3)
+    assert len(bomb) < 1000 and header_shape(bomb) == (20000, 20000, 3)
     ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
     for junk in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe0 not really a jpeg", b"\x89PNG\r\n\x1a\n" + bytes(40),
                  png.tobytes()[:20], b"GIF89a" + bytes(20), bomb[:40]):
-        assert image_codec.compressed_shape(junk) is None
+        assert header_shape(junk) is None
 
 
 def test_readme_topics_table_names_every_readable_encoding_and_no_other():

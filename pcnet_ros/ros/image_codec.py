@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 import re
-import struct
 import sys
 
 import cv2
@@ -177,55 +176,6 @@ def decode_compressed(msg) -> tuple[np.ndarray, str]:
     depth = "8" if img.dtype == np.uint8 else "16"
     encoding = {1: f"mono{depth}", 3: f"bgr{depth}", 4: f"bgra{depth}"}[channels]
     return img, encoding
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: PNG colour type -> channels as OpenCV decodes it unchanged (grey, -, BGR, palette as BGR, grey+alpha, -, BGRA)
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
-#: JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic)
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def compressed_shape(data) -> tuple[int, int, int] | None:
-    """(height, width, channels) from a JPEG's or PNG's header, without decoding; None when it cannot tell.
-
-    A few hundred bytes can declare a 30000x30000 image, and decoding allocates all of it before any size
-    check could run (2.4 GB and 4 s for a 691-byte JPEG claiming 20000x20000), so the callback reads the
-    header first and applies the same size rules as to a raw image.
-    """
-    buf = memoryview(data).cast("B")                # bytes, an rclpy uint8[] (array.array) or numpy alike
-    n = len(buf)
-    if n >= 26 and bytes(buf[:8]) == _PNG_SIGNATURE and bytes(buf[12:16]) == b"IHDR":
-        width, height = struct.unpack_from(">II", buf, 16)
-        channels = _PNG_CHANNELS.get(buf[25])
-        return (height, width, channels) if width and height and channels else None
-    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
-        return None
-    i = 2
-    while i + 4 <= n:
-        if buf[i] != 0xFF:
-            return None
-        marker = buf[i + 1]
-        if marker == 0xFF:                          # fill byte before a marker
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:   # markers without a length
-            i += 2
-            continue
-        if marker in (0xD9, 0xDA):                  # end of image, or scan data before any frame header
-            return None
-        (length,) = struct.unpack_from(">H", buf, i + 2)
-        if marker in _JPEG_SOF:
-            if length < 8 or i + 10 > n:
-                return None
-            height, width = struct.unpack_from(">HH", buf, i + 5)
-            components = buf[i + 9]
-            # grey stays grey; colour and CMYK decode to BGR
-            return (height, width, 1 if components == 1 else 3) if height and width and components else None
-        if length < 2:
-            return None
-        i += 2 + length
-    return None
 
 
 def encode_compressed(array: np.ndarray, encoding: str, fmt: str = "jpeg", quality: int = 90) -> tuple[str, bytes]:

@@ -34,6 +34,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from pcnet_ros.core.engine import DerainEngine, DerainResult, residue_to_image
 from pcnet_ros.core.weights import build_model, WeightsError
+from pcnet_ros.imageio import header_shape
 from pcnet_ros.ros import image_codec, params, topics
 from pcnet_ros.ros.diagnostics import CameraHealth
 from pcnet_ros.ros.qos import make_profile, matching_reliability
@@ -271,7 +272,7 @@ class Wiring:
             if not len(msg.data):
                 w.reject(idx, "bad_compressed", "empty compressed image")
                 return
-            shape = image_codec.compressed_shape(msg.data)   # None (not JPEG/PNG): checked after decoding
+            shape = header_shape(msg.data)   # None (not JPEG/PNG): checked after decoding
             if shape is None or w.admit(idx, *shape):
                 w.offer(idx, msg, now)
             return

@@ -20,11 +20,13 @@ import numpy as np
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, residue_to_image
+from pcnet_ros.imageio import header_shape
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
                                    read_messages, serialize_image, storage_of, typestore)
-from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, inference_failed, OK, PARTIAL, ToolError
+from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, FrameBudget,
+                                    inference_failed, OK, PARTIAL, shape_of, ToolError)
 
 
 def _outputs_of(topic: str, msgtype: str) -> tuple[str, str]:
@@ -48,13 +50,15 @@ class _Pending:
 
 def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | None = None,
                storage: str | None = None, residue: bool = True, residue_mode: str = "positive",
-               progress: bool = True, batch: int = 4, jpeg_quality: int = 90, max_side: int = 0) -> dict[str, int]:
+               progress: bool = True, batch: int = 4, jpeg_quality: int = 90, max_side: int = 0,
+               budget: FrameBudget | None = None) -> dict[str, int]:
     """Write ``dst`` = ``src`` + derained (and residue) topics, in the input's message type. Returns counts.
 
     ``sensor_msgs/Image`` topics T gain ``T/derained`` and ``T/rain_residue``; ``CompressedImage`` topics
     ``B/compressed`` gain ``B/derained/compressed`` (JPEG) and ``B/rain_residue/compressed`` (PNG).
     Consecutive frames of one topic and size run ``batch`` at a time; frames longer than ``max_side`` (if set)
-    run downscaled, one at a time, and come out full size.
+    run downscaled, one at a time, and come out full size. Frames over ``budget`` (host memory) are skipped
+    before they are decoded, and a batch is run before it would outgrow it.
     """
     if dst.exists():
         raise BagError(f"output {dst} already exists; remove it or choose another name")
@@ -121,13 +125,19 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                         raise BagError(f"input bag {src} is corrupt: the {conn.topic} message at {stamp} cannot be "
                                        f"read: {type(exc).__name__}: {exc}") from exc
                     try:
+                        shape = _shape(conn.msgtype, msg)
+                        if budget is not None and shape is not None:
+                            budget.check(*shape)
                         arr, encoding, bgr = _decode(conn.msgtype, msg)
-                    except image_codec.MalformedImage as exc:
+                        if budget is not None and shape is None:
+                            budget.check(*shape_of(arr))
+                    except (image_codec.MalformedImage, InputError) as exc:
                         counts["skipped"] += 1
                         tqdm.write(f"{conn.topic} @ {stamp}: skipped ({exc})")
                         continue
                     p = pending[conn.id]
-                    if p.items and p.key() != (arr.shape, arr.dtype.str, bgr):
+                    if p.items and (p.key() != (arr.shape, arr.dtype.str, bgr) or budget is not None
+                                    and not budget.fits(*shape_of(arr), len(p.items) + 1)):
                         flush(p)
                     p.items.append((conn, stamp, msg, arr, encoding, bgr))
                     if len(p.items) >= batch:
@@ -151,6 +161,14 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
     finally:
         reader.close()
     return counts
+
+
+def _shape(msgtype: str, msg) -> tuple[int, int, int] | None:
+    """(height, width, channels) a message decodes to, read from its fields or its JPEG/PNG header without
+    decoding; None for a compressed format whose header is not read (checked after decoding)."""
+    if msgtype == COMPRESSED_TYPE:
+        return header_shape(msg.data)
+    return int(msg.height), int(msg.width), image_codec.validate(msg).decoded_channels
 
 
 def _decode(msgtype: str, msg) -> tuple[np.ndarray, str, bool]:
@@ -187,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = engine_from_args(args)
         counts = derain_bag(args.input, args.output, engine, args.topics, args.storage,
                             not args.no_residue, args.residue_mode, batch=args.batch or engine.default_batch,
-                            jpeg_quality=args.jpeg_quality, max_side=args.max_side)
+                            jpeg_quality=args.jpeg_quality, max_side=args.max_side,
+                            budget=budget_from_args(args, engine))
     except (BagError, ToolError) as exc:
         return fail("pcnet-bag", f"{exc}; nothing was written to {args.output}")
     print(f"wrote {args.output}: {counts['copied']} messages copied, {counts['derained']} images derained"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import json
 import logging
 import os
@@ -11,7 +12,8 @@ import subprocess
 import sys
 from typing import Any, IO, Sequence
 
-from pcnet_ros.core.engine import BACKENDS, DerainEngine, MODEL_BYTES_PER_PIXEL, PRECISIONS
+from pcnet_ros.core.engine import (BACKENDS, DerainEngine, estimate_frame_bytes, InputError, MODEL_BYTES_PER_PIXEL,
+                                   PRECISIONS)
 from pcnet_ros.core.weights import build_model, WeightsError
 from pcnet_ros.paths import SOURCE_ROOT
 
@@ -44,6 +46,10 @@ def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, b
                        help="run images longer than this downscaled and take the upsampled rain layer from the "
                             "full-size image, as the node's max_input_size does: less memory (the model needs about "
                             f"{MODEL_BYTES_PER_PIXEL} bytes a pixel) and time; output stays full size (0: never)")
+        g.add_argument("--max-frame-memory-mb", type=int, default=0, metavar="MB",
+                       help="skip (with a message) images whose estimated working memory exceeds this, so one huge "
+                            "or forged image cannot get the run killed for memory (0: the memory available when "
+                            "the tool starts)")
     if random_weights:
         g.add_argument("--random-weights", action="store_true",
                        help="ignore --weights and run an untrained model (plumbing tests only; output is noise)")
@@ -60,6 +66,64 @@ def engine_from_args(args: argparse.Namespace) -> DerainEngine:
                             num_threads=args.threads or None, flip_average=args.flip_average)
     except (WeightsError, ValueError, RuntimeError) as exc:
         raise ToolError(str(exc)) from None
+
+
+def available_memory_mb() -> float:
+    """Memory a new allocation can have without swapping or the OOM killer: /proc/meminfo's MemAvailable, capped
+    by a cgroup's limit (a container); inf where neither can be read."""
+    free = float("inf")
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) / 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            room = (int(Path(limit).read_text()) - int(Path(used).read_text())) / 2**20
+        except (OSError, ValueError):      # absent, or "max": no limit
+            continue
+        free = min(free, max(room, 0.0))
+    return free
+
+
+class FrameTooLarge(InputError):
+    """An image would need more host memory than the tool's budget."""
+
+
+@dataclass(frozen=True)
+class FrameBudget:
+    """Host memory the tools let one batch of images take. On a CPU, running out does not raise: the kernel's
+    OOM killer ends the run without a word, so an image that cannot fit is skipped, with a reason, before it
+    is decoded (where its header tells its size) or run."""
+    mb: float
+    max_side: int = 0
+    model_passes: int = 1        # 0 where the model runs on a GPU: running out there raises, and is reported
+
+    def need_mb(self, height: int, width: int, channels: int, frames: int = 1) -> float:
+        return frames * estimate_frame_bytes(height, width, channels, self.max_side, self.model_passes) / 2**20
+
+    def check(self, height: int, width: int, channels: int) -> None:
+        """Raise FrameTooLarge when one such image alone is over the budget."""
+        need = self.need_mb(height, width, channels)
+        if need > self.mb:
+            hint = "a smaller --max-side" if self.max_side else "--max-side (e.g. 1920)"
+            raise FrameTooLarge(f"{width}x{height} would need about {need:,.0f} MB, over the {self.mb:,.0f} MB "
+                                f"budget (--max-frame-memory-mb); {hint} needs less")
+
+    def fits(self, height: int, width: int, channels: int, frames: int) -> bool:
+        """Whether ``frames`` such images fit together: a batch is run before it would not."""
+        return self.need_mb(height, width, channels, frames) <= self.mb
+
+
+def budget_from_args(args: argparse.Namespace, engine: DerainEngine) -> FrameBudget:
+    return FrameBudget(mb=args.max_frame_memory_mb or available_memory_mb(), max_side=args.max_side,
+                       model_passes=engine.passes if engine.device.type == "cpu" else 0)
+
+
+def shape_of(img) -> tuple[int, int, int]:
+    """(height, width, channels) of a decoded HxW or HxWxC array."""
+    return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2]
 
 
 def inference_failed(what: str, exc: BaseException, before: str = "") -> str:

@@ -1,6 +1,7 @@
 """pcnet-derain: derain an image file, a folder or a glob; write clean, residue and comparison images.
 
-Exit status: 0 all derained, 1 some inputs skipped (unreadable), 2 usage error
+Exit status: 0 all derained, 1 some inputs skipped (unreadable, or too large for
+the memory budget), 2 usage error
 (no inputs, bad weights or device, an output that cannot be written or would
 overwrite an input).
 """
@@ -18,7 +19,8 @@ from tqdm import tqdm
 from pcnet_ros.core.engine import InputError, RESIDUE_MODES, residue_to_image
 from pcnet_ros.imageio import ImageIOError, is_image, natural_key, read_any, write_image
 from pcnet_ros.progress import progress_bar
-from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, inference_failed, OK, PARTIAL, ToolError
+from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, inference_failed, OK,
+                                    PARTIAL, shape_of, ToolError)
 from pcnet_ros.tools.visual import amplify, side_by_side
 
 
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = engine_from_args(args)
     except ToolError as exc:
         return fail("pcnet-derain", str(exc))
+    budget = budget_from_args(args, engine)
     skipped = written = 0
     batch: list[tuple[Path, Path, np.ndarray]] = []
 
@@ -108,14 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         with progress_bar(total=len(plan), desc="derain", unit="img", disable=len(plan) == 1) as bar:
             for src, dst in plan.items():
                 try:
-                    img = read_any(src)
-                    _ = engine_input_check(img)
+                    img = read_any(src, check=budget.check)      # a JPEG's or PNG's size, before decoding
+                    budget.check(*shape_of(engine_input_check(img)))
                 except (ImageIOError, InputError) as exc:
                     tqdm.write(f"skipping {src}: {exc}")
                     skipped += 1
                     bar.update(1)
                     continue
-                if batch and (img.shape != batch[0][2].shape or img.dtype != batch[0][2].dtype):
+                if batch and (img.shape != batch[0][2].shape or img.dtype != batch[0][2].dtype
+                              or not budget.fits(*shape_of(img), len(batch) + 1)):
                     flush()
                 batch.append((src, dst, img))
                 if len(batch) >= (args.batch or engine.default_batch):
