@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pcnet_ros.core.weights import read_checkpoint  # noqa: E402
+from pcnet_ros.training.provenance import lineage  # noqa: E402
 
 OUT = ROOT / "docs" / "compute_curve.png"
 #: the light target on the split: the issue's 38.0 on the Rain100L test less the split's 1.2 dB offset
@@ -28,16 +29,12 @@ RECENT_FROM = 10e9
 W, H, M = 900, 520, 80
 
 
-def lineage(meta: dict) -> list[tuple[float, float]]:
+def curve_points(meta: dict) -> list[tuple[float, float]]:
     """(cumulative pixel-samples, held-out score) of a file and every file before it, oldest first."""
-    runs = []
-    while meta:
-        runs.append((float(meta.get("pixel_samples") or 0.0), float(meta["val_psnr_y"])))
-        meta = meta.get("fine_tuned_from")
     points, total = [], 0.0
-    for px, score in reversed(runs):
-        total += px
-        points.append((total, score))
+    for run in reversed(lineage(meta)):
+        total += float(run.get("pixel_samples") or 0.0)
+        points.append((total, float(run["val_psnr_y"])))
     return points
 
 
@@ -95,8 +92,8 @@ def draw(series: dict[str, tuple[list[tuple[float, float]], tuple[int, int, int]
 
 
 def main() -> int:
-    light = lineage(read_checkpoint(ROOT / "weights" / "pcnet_light.pth")["meta"])
-    heavy = lineage(read_checkpoint(ROOT / "weights" / "pcnet_heavy.pth")["meta"])
+    light = curve_points(read_checkpoint(ROOT / "weights" / "pcnet_light.pth")["meta"])
+    heavy = curve_points(read_checkpoint(ROOT / "weights" / "pcnet_heavy.pth")["meta"])
     for name, pts in (("light (split)", light), ("heavy (4 held-out RainTrainH pairs)", heavy)):
         print(name)
         for px, s in pts:

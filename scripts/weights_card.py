@@ -13,6 +13,7 @@ from pcnet_ros.tools.visual import contact_sheet, side_by_side
 from pcnet_ros.training.evaluate import score_pairs, summarise
 from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, RAINTRAINH_FOLD, RAINTRAINH_HOLD_EVERY,
                                       split_pairs, synthesize_pairs)
+from pcnet_ros.training.provenance import lineage
 from pcnet_ros.training.run_log import LOG_NAME, read_run_log
 from pcnet_ros.training.streaks import StreakBank
 
@@ -120,14 +121,13 @@ def _gpix(meta: dict) -> str:
     return f"{px / 1e9:.2f} G"
 
 
-def _lineage(start: dict) -> str:
+def _lineage_text(start: dict) -> str:
     """A start and its own starts, newest first; the digest tells apart files that share a name."""
     parts = []
-    while start:
-        digest = f", sha256 {start['sha256']}" if start.get("sha256") else ""
-        gpix = f", {_gpix(start)} pixel-samples" if start.get("pixel_samples") else ""
-        parts.append(f"`{start['weights']}` at its step {start['step']} ({start['train_hours']} h{gpix}{digest})")
-        start = start.get("fine_tuned_from")
+    for run in lineage(start):
+        digest = f", sha256 {run['sha256']}" if run.get("sha256") else ""
+        gpix = f", {_gpix(run)} pixel-samples" if run.get("pixel_samples") else ""
+        parts.append(f"`{run['weights']}` at its step {run['step']} ({run['train_hours']} h{gpix}{digest})")
     return ", itself fine-tuned from ".join(parts)
 
 
@@ -209,7 +209,7 @@ def main() -> None:
                          f"**{s['psnr_out']:.2f}** / {s['ssim_out']:.4f} |")
         base = meta.get("fine_tuned_from")
         if base:
-            lines += ["", f"Fine-tuned from {_lineage(base)}; steps, pixel-samples and hours above count the "
+            lines += ["", f"Fine-tuned from {_lineage_text(base)}; steps, pixel-samples and hours above count the "
                       "fine-tuning only."]
         pts, state = curve(variant, meta)
         if pts and meta.get("step") in {p[0] for p in pts}:

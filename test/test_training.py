@@ -787,6 +787,6 @@ def test_compute_curve_reads_the_lineage_oldest_first_and_fits_dB_per_doubling()
     meta = {"pixel_samples": 4e9, "val_psnr_y": 35.0,
             "fine_tuned_from": {"pixel_samples": 2e9, "val_psnr_y": 34.7,
                                 "fine_tuned_from": {"pixel_samples": 2e9, "val_psnr_y": 34.4}}}
-    assert cc.lineage(meta) == [(2e9, 34.4), (4e9, 34.7), (8e9, 35.0)]
-    assert abs(cc.doubling_slope(cc.lineage(meta), 0) - 0.3) < 1e-9
-    assert abs(cc.doubling_slope(cc.lineage(meta), 3e9) - 0.3) < 1e-9      # the two recent points only
+    assert cc.curve_points(meta) == [(2e9, 34.4), (4e9, 34.7), (8e9, 35.0)]
+    assert abs(cc.doubling_slope(cc.curve_points(meta), 0) - 0.3) < 1e-9
+    assert abs(cc.doubling_slope(cc.curve_points(meta), 3e9) - 0.3) < 1e-9      # the two recent points only

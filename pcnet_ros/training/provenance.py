@@ -17,6 +17,15 @@ def start_record(path: Path, meta: dict) -> dict:
     return record
 
 
+def lineage(meta: dict | None) -> list[dict]:
+    """A file's record and every start before it (its ``fine_tuned_from`` chain), newest first."""
+    chain = []
+    while meta:
+        chain.append(meta)
+        meta = meta.get("fine_tuned_from")
+    return chain
+
+
 def weights_meta(args: argparse.Namespace, state: dict, scores: dict, selection: float, kind: str,
                  val_images: int, train_images: int, device: str) -> dict:
     """The metadata saved with a validation's best weights: its scores, the data and recipe, and the schedule so
