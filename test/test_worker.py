@@ -321,3 +321,22 @@ def test_warm_up_counts_the_shapes_the_backend_compiles_not_the_sizes_listed(tin
     assert warnings_for(sizes) == []
     assert warnings_for(sizes + [(96, 32)]) == [      # a third shape, at batch 1 and 2: 6 > 4
         "warm-up: openvino keeps 4 compiled shapes, 6 asked for; the first 2 will compile again on their first frame"]
+
+
+@pytest.mark.parametrize("budget_mb,batches", [(64, [1, 1]), (128, [2])])
+def test_a_batch_holds_only_as_many_frames_as_the_memory_budget(tiny_model, rng, monkeypatch, budget_mb, batches):
+    """290x210 needs about 43 MB: max_frame_memory_mb 64 holds one at a time, 128 two; warm-up runs the same."""
+    assert 40 < estimate_frame_bytes(210, 290, 3) / 2**20 < 45
+    engine = DerainEngine(tiny_model, device="cpu")
+    w = DerainWorker(engine, ["/a", "/b"], _decode, Sink(), Settings(max_frame_memory_mb=budget_mb), warmup=False,
+                     max_batch=4, warmup_sizes=[(290, 210)])
+    calls = []
+    real = engine.derain_batch
+    monkeypatch.setattr(engine, "derain_batch",
+                        lambda imgs, bgr=False, max_side=0: calls.append(len(imgs)) or real(imgs, bgr, max_side))
+    frames = [_img(rng, 210, 290), _img(rng, 210, 290)]
+    assert w.process_many([(cam, img, time.monotonic()) for cam, img in enumerate(frames)]) == [Outcome.DERAINED] * 2
+    assert calls == batches
+    calls.clear()
+    w.warm_up()
+    assert calls == sorted({1, batches[0]})

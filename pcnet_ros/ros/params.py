@@ -121,7 +121,8 @@ PARAMS: tuple[Param, ...] = (
           "reduced size and subtracts it, upsampled, from the full-resolution frame; `refuse` drops and counts "
           "them", RUNTIME, runtime=True, choices=OVERSIZE_POLICIES),
     Param("max_frame_memory_mb", 4096, "refuse (count as `rejected_oversize`) frames whose estimated working "
-          "memory exceeds this, so one huge frame cannot take the host down", LIMITS, runtime=True,
+          "memory exceeds this, so one huge frame cannot take the host down; a batch (`max_batch`) holds only as many "
+          "frames as fit in it together", LIMITS, runtime=True,
           lo=64, hi=1_000_000),
     Param("diagnostics_period", 1.0, "seconds between `/diagnostics` messages (steady time)", LIMITS,
           lo=0.1, hi=3600.0),

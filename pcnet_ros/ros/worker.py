@@ -141,6 +141,12 @@ class DerainWorker:
                     f"(lower max_input_size or raise the budget)")
         return None
 
+    def batch_limit(self, h: int, w: int, c: int, s: Settings) -> int:
+        """How many such frames run together: max_batch, as few as max_frame_memory_mb holds (at least one: a
+        frame alone over it was refused by _size_problem)."""
+        need = estimate_frame_bytes(h, w, c, s.max_input_size, self.engine.passes)
+        return max(1, min(self.max_batch, int(s.max_frame_memory_mb * 2**20 // need)))
+
     def process(self, camera: int, payload: Any, t_recv: float) -> Outcome:
         """Everything that happens to one frame; returns how it ended (also counted)."""
         return self.process_many([(camera, payload, t_recv)])[0]
@@ -180,8 +186,10 @@ class DerainWorker:
         for i, f in frames.items():
             groups.setdefault((f.image.shape, f.image.dtype.str, f.bgr), []).append(i)
         for key, idx in groups.items():
-            for start in range(0, len(idx), self.max_batch):
-                chunk = idx[start:start + self.max_batch]
+            shape = key[0]
+            step = self.batch_limit(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, s)
+            for start in range(0, len(idx), step):
+                chunk = idx[start:start + step]
                 try:
                     got = self.engine.derain_batch([frames[i].image for i in chunk], bgr=key[2],
                                                    max_side=s.max_input_size)
@@ -260,24 +268,24 @@ class DerainWorker:
             else:
                 self.engine.warmup()
             return
-        batches = sorted({1, min(self.max_batch, len(self.cameras))})
-        plan = []                                # (width, height, oversize): each size checked once
+        plan = []                                # (width, height, oversize, batches): each size checked once
         for width, height in self._warmup_sizes:
             why = self._size_problem(height, width, 3, s)
             if why:
                 self._warn(f"warm-up skips {width}x{height}: {why}")
             else:
-                plan.append((width, height, s.oversize(height, width)))
+                fill = min(len(self.cameras), self.batch_limit(height, width, 3, s))
+                plan.append((width, height, s.oversize(height, width), sorted({1, fill})))
         # an oversize frame runs alone, at its downscaled size
         shapes = set()
-        for width, height, big in plan:
+        for width, height, big, batches in plan:
             shapes |= ({self.engine.input_shape(1, *longest_side_shape(height, width, s.max_input_size))} if big
                        else {self.engine.input_shape(n, height, width) for n in batches})
         kept = self.engine.shapes_kept
         if kept is not None and len(shapes) > kept:
             self._warn(f"warm-up: {self.engine.backend} keeps {kept} compiled shapes, {len(shapes)} asked for; the "
                        f"first {len(shapes) - kept} will compile again on their first frame")
-        for width, height, big in plan:
+        for width, height, big, batches in plan:
             t0 = time.monotonic()
             frame = np.zeros((height, width, 3), np.uint8)
             if big:
