@@ -193,3 +193,14 @@ def test_the_default_budget_is_the_memory_the_host_has_free():
     with open("/proc/meminfo") as f:
         total = next(int(line.split()[1]) / 1024 for line in f if line.startswith("MemTotal:"))
     assert 0 < available_memory_mb() <= total
+
+
+@pytest.mark.parametrize("flag", ["--batch", "--threads", "--max-side", "--max-frame-memory-mb"])
+def test_engine_flags_refuse_negative_counts(tmp_path, capsys, flag):
+    """--max-side -1 ran the model on a 1x1 copy of each image (the output differed from a full-size run by 43
+    levels on average, with exit status 0); each count flag now stops at parsing with a usage error."""
+    _write(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SystemExit) as stop:
+        derain.main([str(tmp_path / "x.png"), str(tmp_path / "o.png"), flag, "-1"])
+    assert stop.value.code == 2 and f"argument {flag}: -1 is negative; give 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()

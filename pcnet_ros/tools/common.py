@@ -25,6 +25,17 @@ class ToolError(RuntimeError):
     """A usage or input problem: the tool prints it on one line and exits with USAGE."""
 
 
+def count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (0 means each flag's default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
 def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "auto",
                     backend_help: str = "inference backend", flip_average: bool = True, max_side: bool = False) -> None:
     """--weights --device --backend --batch --precision --threads [--flip-average] [--max-side], alike in every
@@ -33,20 +44,20 @@ def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, b
     g.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--backend", choices=BACKENDS, default=backend_default, help=backend_help)
-    g.add_argument("--batch", type=int, default=0,
+    g.add_argument("--batch", type=count, default=0,
                    help="frames of one size run as one batch, up to this many (0: 4 on CUDA, 1 on a CPU)")
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp16 on CUDA; bf16 on CUDA or with openvino on a bf16 CPU")
-    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    g.add_argument("--threads", type=count, default=0, help="torch CPU threads (0: torch's default)")
     if flip_average:
         g.add_argument("--flip-average", action="store_true",
                        help="also run each frame mirrored and average the two: twice the model work, a cleaner frame")
     if max_side:
-        g.add_argument("--max-side", type=int, default=0, metavar="PX",
+        g.add_argument("--max-side", type=count, default=0, metavar="PX",
                        help="run images longer than this downscaled and take the upsampled rain layer from the "
                             "full-size image, as the node's max_input_size does: less memory (the model needs about "
                             f"{MODEL_BYTES_PER_PIXEL} bytes a pixel) and time; output stays full size (0: never)")
-        g.add_argument("--max-frame-memory-mb", type=int, default=0, metavar="MB",
+        g.add_argument("--max-frame-memory-mb", type=count, default=0, metavar="MB",
                        help="skip (with a message) images whose estimated working memory exceeds this, so one huge "
                             "or forged image cannot get the run killed for memory (0: the memory available when "
                             "the tool starts)")
