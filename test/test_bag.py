@@ -147,6 +147,10 @@ def test_cli_errors(tmp_path, capsys, frames):
     assert "already exists" in capsys.readouterr().err
     assert bag.main([str(src), str(tmp_path / "o2"), "--topics", "/nope"]) == 2
     assert "not in bag" in capsys.readouterr().err
+    for quality in ("0", "101"):        # OpenCV would clamp it with a warning on every frame
+        with pytest.raises(SystemExit):
+            bag.main([str(src), str(tmp_path / "o2"), "--jpeg-quality", quality])
+        assert f"argument --jpeg-quality: {quality} is out of range; give 1 to 100" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
 
 

@@ -202,5 +202,5 @@ def test_engine_flags_refuse_negative_counts(tmp_path, capsys, flag):
     _write(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(SystemExit) as stop:
         derain.main([str(tmp_path / "x.png"), str(tmp_path / "o.png"), flag, "-1"])
-    assert stop.value.code == 2 and f"argument {flag}: -1 is negative; give 0 or more" in capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {flag}: -1 is out of range; give 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()

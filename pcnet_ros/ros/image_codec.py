@@ -178,6 +178,10 @@ def decode_compressed(msg) -> tuple[np.ndarray, str]:
     return img, encoding
 
 
+#: JPEG quality that OpenCV honours (it clamps anything else, with a warning on every frame)
+JPEG_QUALITY_RANGE = (1, 100)
+
+
 def encode_compressed(array: np.ndarray, encoding: str, fmt: str = "jpeg", quality: int = 90) -> tuple[str, bytes]:
     """An array in ``encoding`` -> (image_transport format string, JPEG or PNG bytes).
 

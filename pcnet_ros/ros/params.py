@@ -16,6 +16,7 @@ import sys
 from typing import Any, Iterable
 
 from pcnet_ros.core.engine import BACKENDS, PRECISIONS, RESIDUE_MODES
+from pcnet_ros.ros.image_codec import JPEG_QUALITY_RANGE
 from pcnet_ros.ros.qos import INPUT_CHOICES, OUTPUT_CHOICES
 from pcnet_ros.ros.topics import INPUT_TRANSPORTS, LAYOUTS, OUTPUT_TRANSPORTS
 
@@ -112,7 +113,8 @@ PARAMS: tuple[Param, ...] = (
     Param("publish_residue", True, "publish the residue topic", RUNTIME, runtime=True),
     Param("publish_rain_level", True, "publish `geometry_msgs/Vector3Stamped` on the rain-level topic: x = "
           "intensity, y = coverage, z = level 0/1/2 (see *Rain level*)", RUNTIME, runtime=True),
-    Param("jpeg_quality", 90, "JPEG quality of compressed clean images", RUNTIME, runtime=True, lo=1, hi=100),
+    Param("jpeg_quality", 90, "JPEG quality of compressed clean images", RUNTIME, runtime=True,
+          lo=JPEG_QUALITY_RANGE[0], hi=JPEG_QUALITY_RANGE[1]),
     Param("residue_mode", "positive", "`positive` or `signed` (see *Residue*)", RUNTIME, runtime=True,
           choices=RESIDUE_MODES),
     Param("max_input_size", 1920, "longest side fed to the model (0: no limit)", RUNTIME, runtime=True,

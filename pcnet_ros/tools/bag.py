@@ -26,7 +26,7 @@ from pcnet_ros.ros import image_codec
 from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
                                    read_messages, serialize_image, storage_of, typestore)
 from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, FrameBudget,
-                                    inference_failed, OK, PARTIAL, shape_of, ToolError)
+                                    inference_failed, OK, PARTIAL, shape_of, ToolError, whole)
 
 
 def _outputs_of(topic: str, msgtype: str) -> tuple[str, str]:
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: as the input)")
     ap.add_argument("--no-residue", action="store_true", help="do not write rain_residue topics")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
-    ap.add_argument("--jpeg-quality", type=int, default=90, help="for derained CompressedImage topics")
+    ap.add_argument("--jpeg-quality", type=whole(*image_codec.JPEG_QUALITY_RANGE), default=90,
+                    help="for derained CompressedImage topics")
     add_engine_args(ap, max_side=True)
     args = ap.parse_args(argv)
     try:

@@ -25,15 +25,22 @@ class ToolError(RuntimeError):
     """A usage or input problem: the tool prints it on one line and exits with USAGE."""
 
 
-def count(text: str) -> int:
-    """An argparse type: a whole number, 0 or more (0 means each flag's default)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
-    return value
+def whole(lo: int = 0, hi: int | None = None):
+    """An argparse type: a whole number from ``lo`` to ``hi``, refused at parsing otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < lo or hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give {lo} or more" if hi is None
+                                             else f"{value} is out of range; give {lo} to {hi}")
+        return value
+    return parse
+
+
+#: a count or size flag: 0 or more, 0 meaning the flag's default
+count = whole(0)
 
 
 def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "auto",
