@@ -133,6 +133,15 @@ def test_a_batch_over_max_side_runs_each_frame_downscaled(engine, rng):
         np.testing.assert_array_equal(res.clean, engine.derain(img).clean)
 
 
+def test_a_negative_max_side_is_refused_not_run_at_1x1(engine, rng):
+    img = rng.integers(0, 256, size=(40, 64, 3), dtype=np.uint8)
+    for run in (lambda side: engine.derain_batch([img], max_side=side)[0],
+                lambda side: engine.derain_downscaled(img, max_side=side)):
+        with pytest.raises(InputError, match="max_side -1 is negative"):
+            run(-1)
+        np.testing.assert_array_equal(run(0).clean, engine.derain(img).clean)     # 0: never downscale
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "compile", "openvino"])
 def test_backends_match_eager(tiny_model, rng, backend):
     pytest.importorskip(backend) if backend in ("onnxruntime", "openvino") else None

@@ -256,6 +256,8 @@ class DerainEngine:
     def derain_batch(self, images: list[np.ndarray], bgr: bool = False, max_side: int = 0) -> list[DerainResult]:
         """Several frames of one size and type in one forward pass (cameras of a rig, frames of a bag);
         frames longer than ``max_side`` (if set) run one at a time through :meth:`derain_downscaled`."""
+        if max_side < 0:
+            raise InputError(f"max_side {max_side} is negative (0: never downscale)")
         if not images:
             return []
         first = images[0]
@@ -288,8 +290,10 @@ class DerainEngine:
         subtracted from the full-resolution input: the background is never
         resampled, only the (smooth-ish) rain layer is.
         """
+        if max_side < 0:
+            raise InputError(f"max_side {max_side} is negative (0: never downscale)")
         h, w = image.shape[:2]
-        if max(h, w) <= max_side:
+        if not max_side or max(h, w) <= max_side:
             return self.derain(image, bgr)
         small = resize_longest_side(image, max_side)
         res = self.derain(small, bgr)
