@@ -83,9 +83,10 @@ def test_compressed_in_raw_and_compressed_out(graph, tmp_path):
         pub.publish(_compressed_msg(forged_jpeg(20000, 20000), 4))
         assert wait_until(lambda: int(diag.values(name).get("rejected_oversize", 0)) == 1, 20), diag.latest(name)
         assert process_memory_mb(proc.proc.pid, "VmHWM") < peak + 300      # decoding it first took 2.4 GB more
-        raw.clear()
+        raw.clear(), jpg.clear()
         pub.publish(_compressed_msg(data, 3))
         assert raw.wait_for(1, 60)                                                     # and it keeps serving
+        assert jpg.wait_for(1, 30)        # both outputs in hand: a late one would land after the next clear()
 
         # enabled=false still decodes for the raw output: the same header check, junk goes out nowhere
         assert all(r.successful for r in set_params(graph.node("jpeg_params"), f"{ns}/pcnet", enabled=False,
