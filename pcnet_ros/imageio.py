@@ -86,6 +86,11 @@ def header_shape(data) -> tuple[int, int, int] | None:
     return None
 
 
+def shape_of(img: np.ndarray) -> tuple[int, int, int]:
+    """(height, width, channels) of a decoded HxW or HxWxC array."""
+    return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2]
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as HxWx3 uint8 RGB, with a clear error when unreadable."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -97,9 +102,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
 def read_any(path: str | Path, check: Callable[[int, int, int], None] | None = None) -> np.ndarray:
     """An image file as stored: grey, BGR or BGRA, 8 or 16 bit.
 
-    ``check(height, width, channels)`` runs on a JPEG's or PNG's header before anything is decoded, so it can
-    refuse (raise) a file that claims more pixels than there is memory for; other formats are checked by the
-    caller after decoding.
+    ``check(height, width, channels)`` runs once: on a JPEG's or PNG's header before anything is decoded, so it
+    can refuse (raise) a file that claims more pixels than there is memory for; on other formats once decoded.
     """
     try:
         data = np.fromfile(str(path), np.uint8)
@@ -114,6 +118,8 @@ def read_any(path: str | Path, check: Callable[[int, int, int], None] | None = N
         raise ImageIOError(f"cannot read image {path}: {exc.err}") from None
     if img is None:
         raise ImageIOError(f"cannot read image {path}")
+    if check is not None and shape is None:
+        check(*shape_of(img))
     return img
 
 

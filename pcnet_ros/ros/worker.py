@@ -20,7 +20,7 @@ import numpy as np
 
 from pcnet_ros.core import rain_level
 from pcnet_ros.core.engine import DerainEngine, DerainResult, estimate_frame_bytes, InputError
-from pcnet_ros.imageio import longest_side_shape
+from pcnet_ros.imageio import longest_side_shape, shape_of
 from pcnet_ros.ros.frame_slots import FrameSlots
 from pcnet_ros.ros.image_codec import MalformedImage
 from pcnet_ros.ros.stats import CameraStats
@@ -168,7 +168,7 @@ class DerainWorker:
                     self._fail(items, [i], outcomes, f"{self.cameras[camera]}: decoding failed: {exc!r}")
                     continue
                 img = frame.image
-                why = self._size_problem(img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], s)
+                why = self._size_problem(*shape_of(img), s)
                 if why:
                     outcomes[i] = self.reject(camera, "oversize", why)
                     continue
@@ -186,8 +186,7 @@ class DerainWorker:
         for i, f in frames.items():
             groups.setdefault((f.image.shape, f.image.dtype.str, f.bgr), []).append(i)
         for key, idx in groups.items():
-            shape = key[0]
-            step = self.batch_limit(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, s)
+            step = self.batch_limit(*shape_of(frames[idx[0]].image), s)
             for start in range(0, len(idx), step):
                 chunk = idx[start:start + step]
                 try:

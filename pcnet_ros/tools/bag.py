@@ -20,13 +20,13 @@ import numpy as np
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, residue_to_image
-from pcnet_ros.imageio import header_shape
+from pcnet_ros.imageio import header_shape, shape_of
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
                                    read_messages, serialize_image, storage_of, typestore)
 from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, FrameBudget,
-                                    inference_failed, OK, PARTIAL, shape_of, ToolError, whole)
+                                    inference_failed, OK, PARTIAL, ToolError, whole)
 
 
 def _outputs_of(topic: str, msgtype: str) -> tuple[str, str]:

@@ -139,11 +139,6 @@ def budget_from_args(args: argparse.Namespace, engine: DerainEngine) -> FrameBud
                        model_passes=engine.passes if engine.device.type == "cpu" else 0)
 
 
-def shape_of(img) -> tuple[int, int, int]:
-    """(height, width, channels) of a decoded HxW or HxWxC array."""
-    return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2]
-
-
 def inference_failed(what: str, exc: BaseException, before: str = "") -> str:
     """The one line a batch tool prints when the model fails (out of memory, a device error): which frames, why,
     and the flag that helps; ``before``: what was done before it."""

@@ -17,10 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from pcnet_ros.core.engine import InputError, RESIDUE_MODES, residue_to_image
-from pcnet_ros.imageio import ImageIOError, is_image, natural_key, read_any, write_image
+from pcnet_ros.imageio import ImageIOError, is_image, natural_key, read_any, shape_of, write_image
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, inference_failed, OK,
-                                    PARTIAL, shape_of, ToolError)
+                                    PARTIAL, ToolError)
 from pcnet_ros.tools.visual import amplify, side_by_side
 
 
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         with progress_bar(total=len(plan), desc="derain", unit="img", disable=len(plan) == 1) as bar:
             for src, dst in plan.items():
                 try:
-                    img = read_any(src, check=budget.check)      # a JPEG's or PNG's size, before decoding
-                    budget.check(*shape_of(engine_input_check(img)))
+                    img = engine_input_check(read_any(src, check=budget.check))   # JPEG/PNG: before decoding
                 except (ImageIOError, InputError) as exc:
                     tqdm.write(f"skipping {src}: {exc}")
                     skipped += 1
