@@ -51,14 +51,14 @@ class _Pending:
 def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | None = None,
                storage: str | None = None, residue: bool = True, residue_mode: str = "positive",
                progress: bool = True, batch: int = 4, jpeg_quality: int = 90, max_side: int = 0,
-               budget: FrameBudget | None = None) -> dict[str, int]:
+               budget: FrameBudget = FrameBudget(mb=float("inf"))) -> dict[str, int]:
     """Write ``dst`` = ``src`` + derained (and residue) topics, in the input's message type. Returns counts.
 
     ``sensor_msgs/Image`` topics T gain ``T/derained`` and ``T/rain_residue``; ``CompressedImage`` topics
     ``B/compressed`` gain ``B/derained/compressed`` (JPEG) and ``B/rain_residue/compressed`` (PNG).
     Consecutive frames of one topic and size run ``batch`` at a time; frames longer than ``max_side`` (if set)
-    run downscaled, one at a time, and come out full size. Frames over ``budget`` (host memory) are skipped
-    before they are decoded, and a batch is run before it would outgrow it.
+    run downscaled, one at a time, and come out full size. Frames over ``budget`` (host memory; no limit by
+    default) are skipped before they are decoded, and a batch is run before it would outgrow it.
     """
     if dst.exists():
         raise BagError(f"output {dst} already exists; remove it or choose another name")
@@ -126,18 +126,18 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                                        f"read: {type(exc).__name__}: {exc}") from exc
                     try:
                         shape = _shape(conn.msgtype, msg)
-                        if budget is not None and shape is not None:
+                        if shape is not None:
                             budget.check(*shape)
                         arr, encoding, bgr = _decode(conn.msgtype, msg)
-                        if budget is not None and shape is None:
+                        if shape is None:
                             budget.check(*shape_of(arr))
                     except (image_codec.MalformedImage, InputError) as exc:
                         counts["skipped"] += 1
                         tqdm.write(f"{conn.topic} @ {stamp}: skipped ({exc})")
                         continue
                     p = pending[conn.id]
-                    if p.items and (p.key() != (arr.shape, arr.dtype.str, bgr) or budget is not None
-                                    and not budget.fits(*shape_of(arr), len(p.items) + 1)):
+                    if p.items and (p.key() != (arr.shape, arr.dtype.str, bgr)
+                                    or not budget.fits(*shape_of(arr), len(p.items) + 1)):
                         flush(p)
                     p.items.append((conn, stamp, msg, arr, encoding, bgr))
                     if len(p.items) >= batch:
