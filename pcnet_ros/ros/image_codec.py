@@ -18,6 +18,8 @@ import sys
 import cv2
 import numpy as np
 
+from pcnet_ros.imageio import shape_of
+
 
 @dataclass(frozen=True)
 class Encoding:
@@ -172,7 +174,7 @@ def decode_compressed(msg) -> tuple[np.ndarray, str]:
         raise MalformedImage("bad_compressed", f"'{msg.format}' data ({data.size} bytes) cannot be decoded")
     if img.dtype not in (np.uint8, np.uint16):
         raise MalformedImage("bad_compressed", f"decoded to unsupported {img.dtype}")
-    channels = 1 if img.ndim == 2 else img.shape[2]
+    channels = shape_of(img)[2]
     depth = "8" if img.dtype == np.uint8 else "16"
     encoding = {1: f"mono{depth}", 3: f"bgr{depth}", 4: f"bgra{depth}"}[channels]
     return img, encoding
