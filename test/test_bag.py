@@ -225,21 +225,21 @@ def test_frames_over_the_memory_budget_are_skipped_before_decoding(tmp_path, tin
     """A recorded JPEG whose header claims 20000x20000 is skipped unread, as is a raw frame over the budget;
     the rest of the bag is derained and every input message is still copied."""
     from conftest import forged_jpeg
-    from pcnet_ros.tools.common import FrameBudget
+    from pcnet_ros.tools.common import ToolBudget
 
     import cv2
     ok, good = cv2.imencode(".jpg", rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8))
     src = write_image_bag([good.tobytes(), forged_jpeg(20000, 20000), good.tobytes()], tmp_path / "in",
                           topic="/c/image_raw/compressed")
     engine = DerainEngine(tiny_model, device="cpu")
-    counts = bag.derain_bag(src, tmp_path / "out", engine, progress=False, budget=FrameBudget(mb=64))
+    counts = bag.derain_bag(src, tmp_path / "out", engine, progress=False, budget=ToolBudget(mb=64))
     assert counts == {"copied": 3 + 1, "derained": 2, "skipped": 1}
     assert "skipped (20000x20000 would need about" in capsys.readouterr().out
     assert len(_read(tmp_path / "out")["/c/image_raw/derained/compressed"]) == 2
 
     raw = write_image_bag([rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8),
                            rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)], tmp_path / "raw")
-    counts = bag.derain_bag(raw, tmp_path / "raw_out", engine, progress=False, budget=FrameBudget(mb=1))
+    counts = bag.derain_bag(raw, tmp_path / "raw_out", engine, progress=False, budget=ToolBudget(mb=1))
     assert counts["derained"] == 1 and counts["skipped"] == 1
     assert "64x64 would need about 3 MB, over the 1 MB budget" in capsys.readouterr().out
     [(_, msg)] = _read(tmp_path / "raw_out")["/camera/image_raw/derained"]

@@ -3,12 +3,15 @@
 Skipped where torch sees no GPU (CI); run on a lent GPU machine with ``pytest test/test_cuda.py``.
 """
 
+import time
+
 import numpy as np
 import pytest
 import torch
 
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.weights import build_model
+from pcnet_ros.ros.worker import Decoded, DerainWorker, Outcome, Settings
 from pcnet_ros.training import train
 from pcnet_ros.training.metrics import psnr
 from pcnet_ros.training.run_log import read_run_log
@@ -44,6 +47,23 @@ def test_cuda_fp32_matches_the_cpu(light, rng):
     for a, b in zip(cpu.derain_batch(frames), gpu.derain_batch(frames)):
         assert np.abs(a.clean.astype(int) - b.clean.astype(int)).max() <= 2     # rounding of ~1e-5 differences
         assert psnr(a.clean, b.clean) > 55
+
+
+def test_on_cuda_only_the_host_copies_count_against_the_memory_budget(light, rng, monkeypatch):
+    """Four 1080p frames need about 400 MB of host copies, 6 GB with their model passes on a CPU: under a 512 MB
+    max_frame_memory_mb they run as one batch on CUDA, where running out raises instead of killing the node."""
+    engine = DerainEngine(light, device="cuda")
+    published = []
+    w = DerainWorker(engine, ["/a", "/b", "/c", "/d"], lambda img: Decoded(img, False, "rgb8"),
+                     lambda camera, *rest: published.append(camera), Settings(max_frame_memory_mb=512),
+                     warmup=False, max_batch=4)
+    calls = []
+    real = engine.derain_batch
+    monkeypatch.setattr(engine, "derain_batch",
+                        lambda imgs, bgr=False, max_side=0: calls.append(len(imgs)) or real(imgs, bgr, max_side))
+    frames = _frames(rng, 4, 1080, 1920)
+    assert w.process_many([(c, f, time.monotonic()) for c, f in enumerate(frames)]) == [Outcome.DERAINED] * 4
+    assert calls == [4] and sorted(published) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])

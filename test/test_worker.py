@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from pcnet_ros.core.backends import openvino_available
-from pcnet_ros.core.engine import DerainEngine, estimate_frame_bytes
+from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.core.memory_budget import estimate_frame_bytes
 from pcnet_ros.ros.image_codec import MalformedImage
 from pcnet_ros.ros.stats import SequenceGaps
 from pcnet_ros.ros.worker import Decoded, DerainWorker, Outcome, OutputsClosed, Settings
@@ -340,3 +341,13 @@ def test_a_batch_holds_only_as_many_frames_as_the_memory_budget(tiny_model, rng,
     calls.clear()
     w.warm_up()
     assert calls == sorted({1, batches[0]})
+
+
+def test_on_a_cpu_the_model_pass_counts_against_the_memory_budget(tiny_model, rng):
+    """1080p needs about 1.5 GB with its model pass on a CPU, so 512 MB refuses it before it runs (test_cuda runs
+    four such frames as one batch under the same budget on a GPU, where only the host copies count)."""
+    sink = Sink()
+    w = DerainWorker(DerainEngine(tiny_model, device="cpu"), ["/a"], _decode, sink,
+                     Settings(max_frame_memory_mb=512), warmup=False, max_batch=4)
+    assert w.process(0, _img(rng, 1080, 1920), time.monotonic()) is Outcome.REJECTED
+    assert w.stats[0].rejected == {"oversize": 1} and sink.items == []

@@ -41,13 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Inputs are padded to a multiple of this: the model needs 4; 32 buckets sizes so caches stay small.
 SIZE_BUCKET = 32
-#: Measured peak working memory of one eager CPU pass, per model pixel (600-680 B at 480x320 .. 1920x1080).
-#: OpenVINO needs about as much (565 B against eager's 647 at 960x640, 498 against 495 at 1920x1080), so one bound
-#: serves every CPU backend.
-MODEL_BYTES_PER_PIXEL = 700
-#: Full-resolution copies around the model (uint8 in/out, int32 residue, float32 upsampled residue).
-FRAME_BYTES_PER_PIXEL = 48
-
 RESIDUE_MODES = ("positive", "signed")
 
 
@@ -79,16 +72,6 @@ def resolve_device(spec: str) -> torch.device:
             raise RuntimeError(f"device '{spec}' requested but only {torch.cuda.device_count()} GPU(s) present")
         return dev
     raise ValueError(f"unknown device '{spec}': use auto, cpu, cuda or cuda:N")
-
-
-def estimate_frame_bytes(height: int, width: int, channels: int = 3, max_side: int = 0, passes: int = 1) -> int:
-    """Working memory to derain one frame: its full-size copies plus ``passes`` model passes (2 when
-    flip-averaged) at (at most) ``max_side``."""
-    model_px = height * width
-    if max_side and max(height, width) > max_side:
-        s = max_side / max(height, width)
-        model_px = max(1, round(height * s)) * max(1, round(width * s))
-    return height * width * max(channels, 1) * FRAME_BYTES_PER_PIXEL // 3 + model_px * MODEL_BYTES_PER_PIXEL * passes
 
 
 def _malloc_trim():
@@ -338,4 +321,4 @@ def _to_rgb(image: np.ndarray, bgr: bool):
 
 
 __all__ = ["BACKENDS", "PRECISIONS", "DerainEngine", "DerainResult", "InputError", "RESIDUE_MODES",
-           "estimate_frame_bytes", "pad_to_multiple", "residue_to_image", "resolve_device", "SIZE_BUCKET"]
+           "pad_to_multiple", "residue_to_image", "resolve_device", "SIZE_BUCKET"]

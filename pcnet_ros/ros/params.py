@@ -122,9 +122,9 @@ PARAMS: tuple[Param, ...] = (
     Param("oversize_policy", "downscale", "frames over `max_input_size`: `downscale` estimates the residue at "
           "reduced size and subtracts it, upsampled, from the full-resolution frame; `refuse` drops and counts "
           "them", RUNTIME, runtime=True, choices=OVERSIZE_POLICIES),
-    Param("max_frame_memory_mb", 4096, "refuse (count as `rejected_oversize`) frames whose estimated working "
-          "memory exceeds this, so one huge frame cannot take the host down; a batch (`max_batch`) holds only as many "
-          "frames as fit in it together", LIMITS, runtime=True,
+    Param("max_frame_memory_mb", 4096, "refuse (count as `rejected_oversize`) frames whose estimated host "
+          "working memory exceeds this, so one huge frame cannot take the host down; a batch (`max_batch`) holds "
+          "only as many frames as fit in it together", LIMITS, runtime=True,
           lo=64, hi=1_000_000),
     Param("diagnostics_period", 1.0, "seconds between `/diagnostics` messages (steady time)", LIMITS,
           lo=0.1, hi=3600.0),

@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pcnet_ros.core import rain_level
-from pcnet_ros.core.engine import DerainEngine, DerainResult, estimate_frame_bytes, InputError
+from pcnet_ros.core.engine import DerainEngine, DerainResult, InputError
+from pcnet_ros.core.memory_budget import FrameBudget
 from pcnet_ros.imageio import longest_side_shape, shape_of
 from pcnet_ros.ros.frame_slots import FrameSlots
 from pcnet_ros.ros.image_codec import MalformedImage
@@ -135,17 +136,19 @@ class DerainWorker:
             return None
         if s.oversize(h, w) and s.oversize_policy == "refuse":
             return f"{w}x{h} exceeds max_input_size {s.max_input_size} (oversize_policy refuse)"
-        need = estimate_frame_bytes(h, w, c, s.max_input_size, self.engine.passes) / 2**20
-        if need > s.max_frame_memory_mb:
-            return (f"{w}x{h} would need about {need:.0f} MB, over max_frame_memory_mb {s.max_frame_memory_mb} "
-                    f"(lower max_input_size or raise the budget)")
+        budget = self.budget(s)
+        if not budget.fits(h, w, c):
+            return (f"{w}x{h} would need about {budget.need_mb(h, w, c):.0f} MB, over max_frame_memory_mb "
+                    f"{s.max_frame_memory_mb} (lower max_input_size or raise the budget)")
         return None
 
+    def budget(self, s: Settings) -> FrameBudget:
+        """max_frame_memory_mb as the rule the tools' --max-frame-memory-mb also follows."""
+        return FrameBudget.for_engine(s.max_frame_memory_mb, s.max_input_size, self.engine)
+
     def batch_limit(self, h: int, w: int, c: int, s: Settings) -> int:
-        """How many such frames run together: max_batch, as few as max_frame_memory_mb holds (at least one: a
-        frame alone over it was refused by _size_problem)."""
-        need = estimate_frame_bytes(h, w, c, s.max_input_size, self.engine.passes)
-        return max(1, min(self.max_batch, int(s.max_frame_memory_mb * 2**20 // need)))
+        """How many such frames run together: max_batch, as few as max_frame_memory_mb holds."""
+        return self.budget(s).batch_size(h, w, c, self.max_batch)
 
     def process(self, camera: int, payload: Any, t_recv: float) -> Outcome:
         """Everything that happens to one frame; returns how it ended (also counted)."""

@@ -25,8 +25,8 @@ from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
                                    read_messages, serialize_image, storage_of, typestore)
-from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, FrameBudget,
-                                    inference_failed, OK, PARTIAL, ToolError, whole)
+from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, inference_failed, OK,
+                                    PARTIAL, ToolBudget, ToolError, whole)
 
 
 def _outputs_of(topic: str, msgtype: str) -> tuple[str, str]:
@@ -51,7 +51,7 @@ class _Pending:
 def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | None = None,
                storage: str | None = None, residue: bool = True, residue_mode: str = "positive",
                progress: bool = True, batch: int = 4, jpeg_quality: int = 90, max_side: int = 0,
-               budget: FrameBudget = FrameBudget(mb=float("inf"))) -> dict[str, int]:
+               budget: ToolBudget = ToolBudget(mb=float("inf"))) -> dict[str, int]:
     """Write ``dst`` = ``src`` + derained (and residue) topics, in the input's message type. Returns counts.
 
     ``sensor_msgs/Image`` topics T gain ``T/derained`` and ``T/rain_residue``; ``CompressedImage`` topics

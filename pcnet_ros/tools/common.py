@@ -12,8 +12,8 @@ import subprocess
 import sys
 from typing import Any, IO, Sequence
 
-from pcnet_ros.core.engine import (BACKENDS, DerainEngine, estimate_frame_bytes, InputError, MODEL_BYTES_PER_PIXEL,
-                                   PRECISIONS)
+from pcnet_ros.core.engine import BACKENDS, DerainEngine, InputError, PRECISIONS
+from pcnet_ros.core.memory_budget import FrameBudget, MODEL_BYTES_PER_PIXEL
 from pcnet_ros.core.weights import build_model, WeightsError
 from pcnet_ros.paths import SOURCE_ROOT
 
@@ -110,33 +110,20 @@ class FrameTooLarge(InputError):
 
 
 @dataclass(frozen=True)
-class FrameBudget:
-    """Host memory the tools let one batch of images take. On a CPU, running out does not raise: the kernel's
-    OOM killer ends the run without a word, so an image that cannot fit is skipped, with a reason, before it
-    is decoded (where its header tells its size) or run."""
-    mb: float
-    max_side: int = 0
-    model_passes: int = 1        # 0 where the model runs on a GPU: running out there raises, and is reported
-
-    def need_mb(self, height: int, width: int, channels: int, frames: int = 1) -> float:
-        return frames * estimate_frame_bytes(height, width, channels, self.max_side, self.model_passes) / 2**20
+class ToolBudget(FrameBudget):
+    """The node's memory rule as a tool flag: an image that cannot fit is skipped, with a reason, before it is
+    decoded (where its header tells its size) or run."""
 
     def check(self, height: int, width: int, channels: int) -> None:
         """Raise FrameTooLarge when one such image alone is over the budget."""
-        need = self.need_mb(height, width, channels)
-        if need > self.mb:
+        if not self.fits(height, width, channels):
             hint = "a smaller --max-side" if self.max_side else "--max-side (e.g. 1920)"
-            raise FrameTooLarge(f"{width}x{height} would need about {need:,.0f} MB, over the {self.mb:,.0f} MB "
-                                f"budget (--max-frame-memory-mb); {hint} needs less")
-
-    def fits(self, height: int, width: int, channels: int, frames: int) -> bool:
-        """Whether ``frames`` such images fit together: a batch is run before it would not."""
-        return self.need_mb(height, width, channels, frames) <= self.mb
+            raise FrameTooLarge(f"{width}x{height} would need about {self.need_mb(height, width, channels):,.0f} MB, "
+                                f"over the {self.mb:,.0f} MB budget (--max-frame-memory-mb); {hint} needs less")
 
 
-def budget_from_args(args: argparse.Namespace, engine: DerainEngine) -> FrameBudget:
-    return FrameBudget(mb=args.max_frame_memory_mb or available_memory_mb(), max_side=args.max_side,
-                       model_passes=engine.passes if engine.device.type == "cpu" else 0)
+def budget_from_args(args: argparse.Namespace, engine: DerainEngine) -> ToolBudget:
+    return ToolBudget.for_engine(args.max_frame_memory_mb or available_memory_mb(), args.max_side, engine)
 
 
 def inference_failed(what: str, exc: BaseException, before: str = "") -> str:
