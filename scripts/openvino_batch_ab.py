@@ -2,16 +2,15 @@
 
     .venv/bin/python scripts/openvino_batch_ab.py --precision bf16 --repeats 15
 
-Interleaved in one loop (this machine is noisy): one frame on a latency-compiled model (both threads), four
-frames one at a time on it, four as one batched graph, four over the throughput streams (one thread each), and
-the engine's own ``derain_batch`` of one and of four frames (the streams, plus the uint8 work around them). It
-backs the README's Performance row (n) and the ``max_batch: 0`` default; the row itself comes from pcnet-bench.
+Interleaved in one loop, as pcnet-bench times its rows (this machine is noisy): one frame on a latency-compiled
+model (both threads), four frames one at a time on it, four as one batched graph, four over the throughput
+streams (one thread each), and the engine's own ``derain_batch`` of one and of four frames (the streams, plus the
+uint8 work around them). It backs the README's Performance row (n) and the ``max_batch: 0`` default; the row
+itself comes from pcnet-bench.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from pcnet_ros.core.backends import OPENVINO_HINT, openvino_model
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.weights import build_model
+from pcnet_ros.tools.bench import interleaved
 
 
 def main() -> None:
@@ -30,8 +30,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    model, _ = build_model("light")
-    base = openvino_model(model.float().eval())
+    engine = DerainEngine(build_model("light")[0], device="cpu", precision=args.precision, backend="openvino")
+    base = openvino_model(engine.model)        # the graph the engine runs, from the same disk cache
     core = ov.Core()
     config = {"INFERENCE_PRECISION_HINT": OPENVINO_HINT[args.precision]}
 
@@ -44,7 +44,6 @@ def main() -> None:
     queue = ov.AsyncInferQueue(tput, int(tput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     x = np.random.default_rng(0).random((4, 3, h, w), dtype=np.float32)
     frames = list(np.random.default_rng(1).integers(0, 256, (4, h, w, 3), dtype=np.uint8))
-    engine = DerainEngine(build_model("light")[0], device="cpu", precision=args.precision, backend="openvino")
 
     def streams() -> None:
         for i in range(4):
@@ -59,15 +58,8 @@ def main() -> None:
         "engine: 1 frame": (lambda: engine.derain_batch(frames[:1]), 1),
         "engine: 4 frames": (lambda: engine.derain_batch(frames), 4),
     }
-    for f, _ in runs.values():             # compile, pick kernels
-        f()
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for k, (f, n) in runs.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append((time.perf_counter() - t0) / n)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = interleaved({k: f for k, (f, _) in runs.items()}, args.repeats)
+    med = {k: t / runs[k][1] for k, t in med.items()}            # per frame
     for k, t in med.items():
         ref = med["engine: 1 frame" if k.startswith("engine") else "raw: 1 frame"]
         print(f"{args.precision} {args.size} {k:22s} {t * 1e3:7.1f} ms a frame  {t / ref:.2f}x of one frame")

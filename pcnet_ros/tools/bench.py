@@ -167,7 +167,7 @@ def engine_variants(weights: str, backends: list[str], device: str) -> tuple[dic
     return variants, setup_s
 
 
-def _interleaved(fns: dict, repeats: int, sync: bool = False) -> dict[str, float]:
+def interleaved(fns: dict, repeats: int, sync: bool = False) -> dict[str, float]:
     """Median seconds of each function, run in turn AABBCC... so that noise hits all of them alike; only the
     second call of each pair is timed. A call right after another network's runs cold (its threads, caches):
     measured on 2 cores, the 8 ms peak convolution then read half its throughput, which no node sees, since a
@@ -209,7 +209,7 @@ def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, r
             fn()
         fns = {k: (lambda f=f: f(x)) for k, (f, _) in variants.items()} | {f"peak {k}": fn for k, (fn, _) in
                                                                            peaks.items()}
-        med = _interleaved(fns, repeats, sync=dev.type == "cuda")
+        med = interleaved(fns, repeats, sync=dev.type == "cuda")
         here = measured[size] = {k: g / med[f"peak {k}"] for k, (_, g) in peaks.items()}
         base = med["baseline eager fp32"]
         for k in variants:
@@ -243,7 +243,7 @@ def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 
     fns = {k: (lambda k=k: run(*k)) for k in kinds}
     if peak:
         fns["peak"] = peak[0]
-    med = _interleaved(fns, repeats)                      # its untimed first call compiles each batch shape
+    med = interleaved(fns, repeats)                      # its untimed first call compiles each batch shape
     per_frame = {k: med[k] / k[0] for k in kinds}
     one = per_frame[(batches[0], False)]
     rows = []
