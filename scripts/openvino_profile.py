@@ -2,16 +2,14 @@
 
     .venv/bin/python scripts/openvino_profile.py --precision bf16 --size 480x320 --repeats 31
 
-Both graphs are compiled for one static size with every thread, run interleaved (this machine is noisy), and
-their medians compared; then each one's per-layer-type time from OpenVINO's PERF_COUNT. It explains the
-README's Performance rows; the rows themselves come from pcnet-bench.
+Both graphs are compiled for one static size with every thread, run interleaved with pcnet-bench's own loop (this
+machine is noisy), and their medians compared; then each one's per-layer-type time from OpenVINO's PERF_COUNT.
+It explains the README's Performance rows; the rows themselves come from pcnet-bench.
 """
 from __future__ import annotations
 
 import argparse
 import collections
-import statistics
-import time
 import warnings
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 from pcnet_ros.core.backends import OPENVINO_HINT
 from pcnet_ros.core.model import CleanOutput
 from pcnet_ros.core.weights import build_model
+from pcnet_ros.tools.bench import interleaved
 
 
 def main() -> None:
@@ -51,19 +50,14 @@ def main() -> None:
         for _ in range(3):
             request.infer({0: x})
         outputs[name] = request.get_output_tensor(0).data.copy()
-    times = {name: [] for name in requests}
-    for _ in range(args.repeats):
-        for name, request in requests.items():
-            t0 = time.perf_counter()
-            request.infer({0: x})
-            times[name].append(time.perf_counter() - t0)
-    base = statistics.median(times["authors' order"])
+    times = interleaved({name: (lambda r=request: r.infer({0: x})) for name, request in requests.items()},
+                        args.repeats)
+    base = times["authors' order"]
     print(f"OpenVINO {ov.__version__}, {args.precision}, {args.size}, {args.threads} threads, "
           f"median of {args.repeats} interleaved runs")
     for name, t in times.items():
         diff = float(np.abs(outputs[name] - outputs["authors' order"]).max())
-        print(f"  {name:15s} {1e3 * statistics.median(t):6.1f} ms  ({statistics.median(t) / base:.3f}x)"
-              f"  max |diff| {diff:.1e}")
+        print(f"  {name:15s} {1e3 * t:6.1f} ms  ({t / base:.3f}x)  max |diff| {diff:.1e}")
     for name, request in requests.items():
         per_type: dict[str, float] = collections.defaultdict(float)
         count: collections.Counter = collections.Counter()
