@@ -65,8 +65,9 @@ def pair_dir(tmp_path, rng):
 
 
 def assert_same_to_a_grey_level(a: np.ndarray, b: np.ndarray) -> None:
-    """A batch and single frames sum in another order, so a pixel may round the other way (CI saw one of 3,888
-    do so); anything more is a real difference, such as frames out of place."""
+    """The same weights summing in another order (a batch against single frames, another process, another
+    backend) may round a pixel the other way (CI saw one of 3,888 do so); anything more is a real difference,
+    such as frames out of place."""
     assert a.shape == b.shape
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 

@@ -9,6 +9,7 @@ from rcl_interfaces.msg import ParameterType
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from conftest import assert_same_to_a_grey_level
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.weights import build_model, resolve_weights
 from pcnet_ros.ros import image_codec
@@ -69,8 +70,7 @@ def test_header_encoding_and_step_padding(two_cams, engine, rng, encoding):
     assert (clean.encoding, clean.height, clean.width) == (encoding, 30, 44)
     got, _ = image_codec.decode(clean)
     want = engine.derain(arr, bgr=enc.bgr).clean
-    # same weights, another process: allow one count of float rounding difference
-    assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
+    assert_same_to_a_grey_level(got, want)      # same weights, another process
     assert out[(0, "rain_residue")].wait_for(1, 10)
     residue = [m for m in out[(0, "rain_residue")].msgs() if m.header.frame_id == f"optical_{encoding}"][-1]
     assert residue.encoding == encoding and (residue.header.stamp.sec, residue.header.stamp.nanosec) == stamp
@@ -90,7 +90,7 @@ def test_yuv_and_bayer_cameras_come_out_rgb8(two_cams, engine, rng, encoding, bu
     assert (clean.header.stamp.sec, clean.header.stamp.nanosec) == (77, len(encoding))
     rgb, _ = image_codec.decode(msg)
     want = engine.derain(rgb).clean
-    assert np.abs(image_codec.decode(clean)[0].astype(np.int64) - want).max() <= 1
+    assert_same_to_a_grey_level(image_codec.decode(clean)[0], want)
 
 
 def test_two_cameras_at_once(two_cams, rng):
