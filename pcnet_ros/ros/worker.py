@@ -137,9 +137,8 @@ class DerainWorker:
         if s.oversize(h, w) and s.oversize_policy == "refuse":
             return f"{w}x{h} exceeds max_input_size {s.max_input_size} (oversize_policy refuse)"
         budget = self.budget(s)
-        need = budget.need_mb(h, w, c)
-        if need > budget.mb:            # budget.fits, with the estimate kept for the message
-            return (f"{w}x{h} would need about {need:.0f} MB, over max_frame_memory_mb "
+        if not budget.fits(h, w, c):
+            return (f"{w}x{h} would need about {budget.need_mb(h, w, c):.0f} MB, over max_frame_memory_mb "
                     f"{s.max_frame_memory_mb} (lower max_input_size or raise the budget)")
         return None
 
