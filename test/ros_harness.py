@@ -69,18 +69,22 @@ class Graph:
 
 
 class Collector:
-    """Subscribes and keeps (receive_time, message) pairs."""
+    """Subscribes and keeps (receive_time, message) pairs, and each message's publish time (DDS source timestamp,
+    ns) in ``sent_ns``: the time a publisher paced its messages at, which the receiving thread's scheduling (a
+    busy CI machine can hold a burst back and hand it over at once) does not move."""
 
     def __init__(self, node, topic: str, msg_type=Image, reliable: bool = True, depth: int = 50) -> None:
         self.items: list = []
+        self.sent_ns: list[int] = []
         self._lock = threading.Lock()
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self.sub = node.create_subscription(msg_type, topic, self._cb, qos)
 
-    def _cb(self, msg) -> None:
+    def _cb(self, msg, info) -> None:
         with self._lock:
             self.items.append((time.monotonic(), msg))
+            self.sent_ns.append(info["source_timestamp"])
 
     def msgs(self) -> list:
         with self._lock:
@@ -92,6 +96,7 @@ class Collector:
     def clear(self) -> None:
         with self._lock:
             self.items.clear()
+            self.sent_ns.clear()
 
 
 class Diagnostics(Collector):

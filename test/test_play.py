@@ -30,8 +30,8 @@ def test_play_publishes_recorded_messages_at_rate(graph, tmp_path, rng, qos):
     assert stamps == [START_NS + i * 10**8 for i in range(10)]                      # recorded headers
     assert np.array_equal(np.frombuffer(bytes(images.msgs()[3].data), np.uint8).reshape(48, 64, 3), frames[3])
     assert [m.data for m in notes.msgs()] == ["frame 0"]
-    recv = [t for t, _ in images.items]
-    assert 0.35 < recv[-1] - recv[0] < 0.9        # 0.9 s of recording at --rate 2 is 0.45 s
+    sent = images.sent_ns       # publish times: what play paces; receive times bunch up when this process stalls
+    assert 0.35e9 < sent[-1] - sent[0] < 0.7e9    # 0.9 s of recording at --rate 2 is 0.45 s
     assert time.monotonic() - t0 < 30
 
 
