@@ -74,13 +74,16 @@ HEAVY_COMMON = --aug flips --threads 2 --compile --synth-prob 0.2 --synth-level 
 # Every cycle of the heavy fine-tune: the same data, shares, rain mix and selection; each sets its batch and patch.
 HEAVY_FT = $(NICE) $(PY) -m pcnet_ros.training.train --data runs/h100fold/train --data $(DATA)/rain100l-train \
 	  --data $(DATA)/pcnet-train --data-share 0.3 0.45 0.25 --val-data runs/h100fold/val \
-	  --warmup 50 --eval-every 200 $(HEAVY_COMMON) --transplant-from runs/h100fold/train \
+	  --warmup 50 --eval-every $(HEAVY_EVAL) $(HEAVY_COMMON) --transplant-from runs/h100fold/train \
 	  --export weights/pcnet_heavy.pth
+# A cycle's rate and validation interval, set per target where a cycle differs.
+HEAVY_LR = 2e-4
+HEAVY_EVAL = 200
 # The RainTrainH pairs split 8 fitted / 4 held out, as the heavy fine-tunes see them (runs/h100fold).
 FOLD = $(PY) scripts/raintrainh_fold.py --src $(DATA)/rain100h-train-sample
 # What the heavy cycles from the fourth on share beside batch and patch: rate, chunks, precision, moving average,
 # the export margin and the start.
-HEAVY_CYCLE = $(HEAVY_FT) --lr 2e-4 --accum 4 --precision $(TRAIN_PRECISION) --ema 0.995 --min-gain 0.05 \
+HEAVY_CYCLE = $(HEAVY_FT) --lr $(HEAVY_LR) --accum 4 --precision $(TRAIN_PRECISION) --ema 0.995 --min-gain 0.05 \
 	  --init weights/pcnet_heavy.pth
 finetune-heavy: $(STAMP)
 	$(FOLD)
@@ -157,9 +160,11 @@ heavy-b56p256: $(STAMP)
 # 200) at a quarter of the rate, 5e-5 over a 400-step cosine.  The fifth to seventh cycles at 2e-4 each fell back on
 # the held 4 at the peak rate while the split rose; a low rate tests whether the split's gain can be had without
 # losing the heavy rain.
+heavy-b96p192-low: HEAVY_LR = 5e-5
+heavy-b96p192-low: HEAVY_EVAL = 100
 heavy-b96p192-low: $(STAMP)
 	$(FOLD)
-	$(HEAVY_CYCLE) --lr 5e-5 --eval-every 100 --out runs/heavy_b96p192_low --steps 400 --batch 96 --patch 192 \
+	$(HEAVY_CYCLE) --out runs/heavy_b96p192_low --steps 400 --batch 96 --patch 192 \
 	  --bank checkpoints/heavy_b96p192_low_last.pth
 
 # The issue's "last short fine-tune" on all 12 RainTrainH pairs (the 4 held out above join the 8), from the shipped
