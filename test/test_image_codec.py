@@ -114,13 +114,52 @@ def test_nv12_nv21_frames_decode_to_rgb(rng, encoding):
     msg.encoding = other
     assert np.abs(image_codec.decode(msg)[0].astype(int) - rgb).mean() > 10
     msg.encoding, msg.data = encoding, bytes(msg.data)[:-6 - 1]         # the last chroma row cut short
-    with pytest.raises(MalformedImage, match=r"height\*3/2-1\).* = 1362$"):
+    with pytest.raises(MalformedImage, match=r"step\*height of luma \+ 38\*\(12-1\)\+32 of chroma = 1362$"):
         image_codec.decode(msg)
+
+
+def _nv24(y: np.ndarray, u: np.ndarray, v: np.ndarray, pad: int = 0) -> Image:
+    """A 4:4:4 semi-planar frame as libcamera lays it out: luma rows of ``step`` bytes, then one row of interleaved
+    UV per image row at twice that stride (its padding twice as long)."""
+    h, w = y.shape
+    step = w + pad
+    luma = np.full((h, step), 0xAB, np.uint8)
+    luma[:, :w] = y
+    chroma = np.full((h, 2 * step), 0xCD, np.uint8)
+    chroma[:, :2 * w] = np.stack([u, v], axis=-1).reshape(h, 2 * w)
+    return Image(height=h, width=w, encoding="nv24", step=step, data=luma.tobytes() + chroma.tobytes())
+
+
+def test_nv24_frames_decode_to_rgb_with_every_pixels_own_colour(rng):
+    """NV24 (libcamera's 4:4:4 semi-planar, which camera_ros publishes and cv_bridge does not read): decoded with
+    OpenCV's NV12 arithmetic, so the same samples give the same picture to the bit, and with a colour per pixel."""
+    rgb = scene(rng, 24, 32)[:, :, ::-1].copy()
+    nv12 = _nv(rgb, "nv12")
+    y, uv = nv12[:24], nv12[24:].reshape(12, 16, 2)
+    full = uv.repeat(2, axis=0).repeat(2, axis=1)                       # NV12's chroma, each pair on its 2x2 pixels
+    want = image_codec.decode(Image(**image_codec.encode(nv12, "nv12")))[0]
+    for pad in (0, 5):
+        got, enc = image_codec.decode(_nv24(y, full[..., 0], full[..., 1], pad))
+        assert enc.decoded_as == "rgb8" and not enc.bgr
+        np.testing.assert_array_equal(got, want)
+    # BT.601 limited-range 4:4:4 of the scene itself: every pixel keeps its own chroma (NV12 shares it by 2x2)
+    f = rgb.astype(np.float64)
+    yuv = [16 + f @ [0.257, 0.504, 0.098], 128 + f @ [-0.148, -0.291, 0.439], 128 + f @ [0.439, -0.368, -0.071]]
+    y444, u444, v444 = (np.clip(np.round(c), 0, 255).astype(np.uint8) for c in yuv)
+    err444 = np.abs(image_codec.decode(_nv24(y444, u444, v444, pad=3))[0].astype(int) - rgb)
+    assert err444.max() <= 3 and err444.mean() < np.abs(want.astype(int) - rgb).mean() / 2
+    swapped = image_codec.decode(_nv24(y444, v444, u444))[0]            # NV42's order: not the picture
+    assert np.abs(swapped.astype(int) - rgb).mean() > 10
+    odd = _nv24(y444[:3, :5], u444[:3, :5], v444[:3, :5], pad=1)        # no 2-pixel groups: any size
+    np.testing.assert_array_equal(image_codec.decode(odd)[0], image_codec.decode(_nv24(y444, u444, v444))[0][:3, :5])
+    odd.data = bytes(odd.data)[:6 * 3 + 12 * 2 + 10 - 1]                # the last chroma row cut short
+    with pytest.raises(MalformedImage, match=r"luma \+ 12\*\(3-1\)\+10 of chroma = 52$"):
+        image_codec.decode(odd)
 
 
 @pytest.mark.parametrize("mutate, reason", [
     ({"encoding": "32FC1"}, "unsupported_encoding"),
-    ({"encoding": "nv24"}, "unsupported_encoding"),
+    ({"encoding": "jpeg"}, "unsupported_encoding"),
     ({"encoding": "nv12", "height": 3, "step": 4}, "odd_size"),
     ({"encoding": "nv12", "height": 4, "step": 4, "data": b"\x00" * 16}, "short_data"),   # luma, but no chroma
     ({"encoding": "yuv422", "width": 3, "step": 6}, "odd_size"),
@@ -141,7 +180,7 @@ def test_malformed_named(mutate, reason):
 
 
 @pytest.mark.parametrize("encoding, says", [("8UC3", "names no colour order"), ("16UC1", "names no colour order"),
-                                            ("nv24", "is not supported")])
+                                            ("jpeg", "is not supported")])
 def test_unsupported_encodings_say_why(encoding, says):
     msg = _msg(np.zeros((4, 4, 3), np.uint8), "rgb8")
     msg.encoding = encoding

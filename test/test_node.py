@@ -77,14 +77,14 @@ def test_header_encoding_and_step_padding(two_cams, engine, rng, encoding):
 
 
 @pytest.mark.parametrize("encoding, buffer", [("yuv422_yuy2", (30, 44, 2)), ("bayer_rggb8", (30, 44)),
-                                              ("nv21", (45, 44))])
+                                              ("nv21", (45, 44)), ("nv24", (90, 44))])
 def test_yuv_and_bayer_cameras_come_out_rgb8(two_cams, engine, rng, encoding, buffer):
-    """A USB camera's YUYV, a libcamera camera's NV21 and a machine-vision camera's raw Bayer: converted,
+    """A USB camera's YUYV, a libcamera camera's NV21 and NV24 and a machine-vision camera's raw Bayer: converted,
     derained, published as rgb8."""
     proc, node, pubs, out = two_cams
     raw = rng.integers(0, 256, size=buffer, dtype=np.uint8)
     msg = image_msg(raw, encoding, frame_id=f"optical_{encoding}", stamp=(77, len(encoding)), pad=4)
-    msg.height = 30                                     # NV21: 30 image rows in 45 buffer rows
+    msg.height = 30                                     # NV21: 30 image rows in 45 buffer rows, NV24 in 90
     clean = _send_and_get(pubs[0], out[(0, "clean")], msg)
     assert (clean.encoding, clean.height, clean.width, clean.header.frame_id) == ("rgb8", 30, 44, msg.header.frame_id)
     assert (clean.header.stamp.sec, clean.header.stamp.nanosec) == (77, len(encoding))

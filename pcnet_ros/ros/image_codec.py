@@ -10,6 +10,7 @@ all three and is the one tested path on every install.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 import re
@@ -23,40 +24,70 @@ from pcnet_ros.imageio import shape_of
 
 @dataclass(frozen=True)
 class Encoding:
-    channels: int                # per pixel in the message's buffer
+    channels: int                # per pixel in the message's buffer (semi-planar YUV: in its luma plane)
     dtype: type
     bgr: bool                    # colour order of the decoded array, for the engine
     decoded_as: str              # the encoding the decoded array is in, and is published in
-    to_rgb: int | None = None    # OpenCV conversion of the buffer to RGB (YUV, Bayer)
-    rows_per_line: Fraction = Fraction(1)   # buffer rows per image row: 3/2 where a chroma plane follows luma
+    to_rgb: Callable[[np.ndarray], np.ndarray] | None = None   # the camera's buffer to RGB (YUV, Bayer)
+    group: tuple[int, int] = (1, 1)     # pixels across and down that share samples: the size must divide by them
+    chroma: tuple[int, int] | None = None   # semi-planar YUV: luma pixels across and down per interleaved chroma pair
 
     @property
     def decoded_channels(self) -> int:
         return 3 if self.to_rgb is not None else self.channels
 
-    def buffer_rows(self, height: int) -> int:
-        """Rows of ``step`` bytes the message holds for an image ``height`` rows high."""
-        return int(height * self.rows_per_line)
+    @property
+    def rows_per_line(self) -> Fraction:
+        """Rows of the tightly packed buffer per image row: 3/2 for NV12 (a half-height chroma plane), 3 for NV24."""
+        return Fraction(1) if self.chroma is None else 1 + Fraction(2, self.chroma[0] * self.chroma[1])
+
+    def planes(self, height: int, width: int, step: int) -> list[tuple[int, int, int, int]]:
+        """(offset, rows, bytes per row, stride) of each plane in a message's data.  Semi-planar chroma follows
+        ``height`` luma rows of ``step`` bytes, its rows ``2 * step / across`` apart, as V4L2 and libcamera lay out
+        NV12 (the same stride as luma) and NV24 (twice it) when a buffer has one stride."""
+        row = width * self.channels * np.dtype(self.dtype).itemsize
+        if self.chroma is None:
+            return [(0, height, row, step)]
+        across, down = self.chroma
+        return [(0, height, row, step), (step * height, height // down, 2 * width // across, 2 * step // across)]
 
 
-def _converted(channels: int, dtype: type, code: int, rows_per_line: Fraction = Fraction(1)) -> Encoding:
-    return Encoding(channels, dtype, False, "rgb8" if dtype == np.uint8 else "rgb16", code, rows_per_line)
+def _opencv(code: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda buf: cv2.cvtColor(buf, code)
+
+
+def _nv24_to_rgb(buf: np.ndarray) -> np.ndarray:
+    """NV24 (luma rows, then rows of full-resolution interleaved UV) to RGB.  OpenCV has no NV24 conversion, so
+    this is its NV12 arithmetic (BT.601 limited range, 20-bit fixed point) per pixel: a frame decodes to the last
+    bit as it would had the camera sent the same samples as NV12."""
+    h = buf.shape[0] // 3
+    luma = np.maximum(buf[:h].astype(np.int32) - 16, 0) * 1220542 + (1 << 19)
+    uv = buf[h:].reshape(h, buf.shape[1], 2).astype(np.int32) - 128
+    u, v = uv[..., 0], uv[..., 1]
+    rgb = np.stack([luma + 1673527 * v, luma - 852492 * v - 409993 * u, luma + 2116026 * u], axis=-1) >> 20
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _converted(channels: int, dtype: type, to_rgb: Callable[[np.ndarray], np.ndarray], group: tuple[int, int],
+               chroma: tuple[int, int] | None = None) -> Encoding:
+    return Encoding(channels, dtype, False, "rgb8" if dtype == np.uint8 else "rgb16", to_rgb, group, chroma)
 
 
 #: Camera formats that arrive unconverted (USB and GMSL cameras' YUV 4:2:2; libcamera, Android and hardware
-#: encoders' YUV 4:2:0; machine-vision cameras' raw Bayer).  They decode to RGB and are published as rgb8 / rgb16.
-#: NV12/NV21 are laid out as libcamera's camera_ros sends them and cv_bridge's pending NV12 support reads them:
-#: ``height`` luma rows of ``step`` bytes, then height/2 rows of interleaved chroma (UV, or VU for NV21) at the
-#: same ``step``.  Bayer names follow sensor_msgs (the first two pixels of the first row); OpenCV names the same
-#: patterns by the second row's, so RGGB is its BayerBG, as in cv_bridge.
+#: encoders' semi-planar YUV 4:2:0 and 4:4:4; machine-vision cameras' raw Bayer).  They decode to RGB and are
+#: published as rgb8 / rgb16.  NV12/NV21/NV24 are laid out as libcamera's camera_ros sends them (``step`` is the
+#: luma stride, the chroma plane follows; see Encoding.planes) and cv_bridge's pending NV12 support reads them.
+#: Bayer names follow sensor_msgs (the first two pixels of the first row); OpenCV names the same patterns by the
+#: second row's, so RGGB is its BayerBG, as in cv_bridge.
 CONVERTED: dict[str, Encoding] = {
-    "yuv422": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
-    "uyvy": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
-    "yuv422_yuy2": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
-    "yuyv": _converted(2, np.uint8, cv2.COLOR_YUV2RGB_YUYV),
-    "nv12": _converted(1, np.uint8, cv2.COLOR_YUV2RGB_NV12, Fraction(3, 2)),
-    "nv21": _converted(1, np.uint8, cv2.COLOR_YUV2RGB_NV21, Fraction(3, 2)),
-    **{f"bayer_{pattern}{bits}": _converted(1, dtype, getattr(cv2, f"COLOR_Bayer{opencv}2RGB"))
+    "yuv422": _converted(2, np.uint8, _opencv(cv2.COLOR_YUV2RGB_UYVY), (2, 1)),
+    "uyvy": _converted(2, np.uint8, _opencv(cv2.COLOR_YUV2RGB_UYVY), (2, 1)),
+    "yuv422_yuy2": _converted(2, np.uint8, _opencv(cv2.COLOR_YUV2RGB_YUYV), (2, 1)),
+    "yuyv": _converted(2, np.uint8, _opencv(cv2.COLOR_YUV2RGB_YUYV), (2, 1)),
+    "nv12": _converted(1, np.uint8, _opencv(cv2.COLOR_YUV2RGB_NV12), (2, 2), chroma=(2, 2)),
+    "nv21": _converted(1, np.uint8, _opencv(cv2.COLOR_YUV2RGB_NV21), (2, 2), chroma=(2, 2)),
+    "nv24": _converted(1, np.uint8, _nv24_to_rgb, (1, 1), chroma=(1, 1)),
+    **{f"bayer_{pattern}{bits}": _converted(1, dtype, _opencv(getattr(cv2, f"COLOR_Bayer{opencv}2RGB")), (2, 2))
        for pattern, opencv in (("rggb", "BG"), ("bggr", "RG"), ("gbrg", "GR"), ("grbg", "GB"))
        for bits, dtype in (("8", np.uint8), ("16", np.uint16))},
 }
@@ -101,42 +132,52 @@ def validate(msg) -> Encoding:
     h, w = int(msg.height), int(msg.width)
     if h == 0 or w == 0:
         raise MalformedImage("zero_size", f"image is {w}x{h}")
-    if enc.to_rgb is not None and (w % 2 or (enc.channels == 1 and h % 2)):
-        groups = "2x2-pixel" if enc.channels == 1 else "2-pixel"
+    across, down = enc.group
+    if w % across or h % down:
+        groups = f"{across}x{down}-pixel" if down > 1 else f"{across}-pixel"
         raise MalformedImage("odd_size", f"{msg.encoding} comes in {groups} groups; {w}x{h} is not a whole number")
-    row = w * enc.channels * np.dtype(enc.dtype).itemsize
+    planes = enc.planes(h, w, msg.step)
+    row = planes[0][2]
     if msg.step < row:
         raise MalformedImage("bad_step", f"step {msg.step} < width*channels*bytes = {row}")
-    rows = enc.buffer_rows(h)
-    if len(msg.data) < msg.step * (rows - 1) + row:
-        need = msg.step * (rows - 1) + row
-        formula = "step*(height-1)" if rows == h else f"step*(height*{enc.rows_per_line}-1)"
+    need = max(offset + stride * (rows - 1) + size for offset, rows, size, stride in planes)
+    if len(msg.data) < need:
+        if enc.chroma is None:
+            formula = "step*(height-1)+width*channels*bytes"
+        else:
+            _, rows, size, stride = planes[1]
+            formula = f"step*height of luma + {stride}*({rows}-1)+{size} of chroma"
         raise MalformedImage("short_data", f"data has {len(msg.data)} bytes, {w}x{h} {msg.encoding} with step "
-                                           f"{msg.step} needs {formula}+width*channels*bytes = {need}")
+                                           f"{msg.step} needs {formula} = {need}")
     return enc
 
 
 def decode(msg) -> tuple[np.ndarray, Encoding]:
     """Image message -> (HxWxC array, its Encoding); YUV and Bayer come out RGB. Raises MalformedImage."""
     enc = validate(msg)
-    h, w = enc.buffer_rows(int(msg.height)), int(msg.width)
-    itemsize = np.dtype(enc.dtype).itemsize
-    row = w * enc.channels * itemsize
-    data = msg.data
-    buf = np.frombuffer(data, dtype=np.uint8, count=msg.step * (h - 1) + row)
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(msg.step, 1))
+    h, w = int(msg.height), int(msg.width)
+    planes = [_plane(msg.data, *plane) for plane in enc.planes(h, w, msg.step)]
+    if enc.chroma is not None:                        # the tightly packed buffer: luma rows, then chroma
+        return enc.to_rgb(np.concatenate([plane.reshape(-1, w) for plane in planes])), enc
     dt = np.dtype(enc.dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, enc.channels)
-    if itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN:
+    arr = planes[0].view(dt).reshape(h, w, enc.channels)
+    if np.dtype(enc.dtype).itemsize > 1 and bool(msg.is_bigendian) != _HOST_BIG_ENDIAN:
         arr = arr.astype(np.dtype(enc.dtype).newbyteorder("="))
     if enc.to_rgb is not None:
-        arr = cv2.cvtColor(arr[:, :, 0] if enc.channels == 1 else arr, enc.to_rgb)
+        arr = enc.to_rgb(arr[:, :, 0] if enc.channels == 1 else arr)
     return arr, enc
+
+
+def _plane(data, offset: int, rows: int, size: int, stride: int) -> np.ndarray:
+    """One plane of a message's data as a (rows, size) uint8 array, copied out of its padding."""
+    buf = np.frombuffer(data, dtype=np.uint8, count=stride * (rows - 1) + size, offset=offset)
+    return np.ascontiguousarray(np.lib.stride_tricks.as_strided(buf, shape=(rows, size), strides=(stride, 1)))
 
 
 def encode(array: np.ndarray, encoding: str) -> dict:
     """HxWxC (or HxW) array -> the Image fields, tightly packed, host byte order; data as bytes. For YUV and
-    Bayer encodings the array is the camera's buffer (HxWx2, HxW; NV12/NV21: (H*3/2)xW, luma then chroma)."""
+    Bayer encodings the array is the camera's buffer (HxWx2, HxW; NV12/NV21: (H*3/2)xW, NV24: (H*3)xW, luma
+    then chroma)."""
     enc = READABLE[encoding]
     if array.ndim == 2:
         array = array[:, :, None]
