@@ -1,6 +1,7 @@
 import array
 from pathlib import Path
 import re
+import sys
 
 import cv2
 import numpy as np
@@ -237,6 +238,18 @@ def test_header_shape_tells_a_forged_size_and_nothing_about_junk():
     for junk in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe0 not really a jpeg", b"\x89PNG\r\n\x1a\n" + bytes(40),
                  png.tobytes()[:20], b"GIF89a" + bytes(20), bomb[:40]):
         assert header_shape(junk) is None
+
+
+def test_every_encoding_sensor_msgs_names_is_read_but_the_bare_opencv_types():
+    """sensor_msgs' own list (image_encodings.hpp, installed with the message package): every encoding that names
+    a pixel layout is read; only the bare OpenCV types (8UC3, 32FC1, ...: depth, IR, no colour order) are refused."""
+    header = Path(sys.prefix) / "include" / "sensor_msgs" / "sensor_msgs" / "image_encodings.hpp"
+    if not header.is_file():
+        pytest.skip(f"no {header}: sensor_msgs is not installed into this environment")
+    names = re.findall(r'const char [A-Z0-9_]+\[\] = "([^"]+)"', header.read_text())
+    assert len(names) > 40 and "nv24" in names
+    generic = {n for n in names if image_codec._GENERIC.fullmatch(n)}
+    assert set(names) - generic == set(image_codec.READABLE)
 
 
 def test_readme_topics_table_names_every_readable_encoding_and_no_other():
