@@ -157,10 +157,10 @@ heavy-b56p256: $(STAMP)
 	  --bank checkpoints/heavy_b56p256_last.pth
 
 # The eighth heavy cycle: the sixth's recipe (192x192, batch 96 as four chunks of 24) from the shipped file (that
-# cycle's step 200) at a quarter of the rate, 5e-5 over a 400-step cosine.  The fifth to seventh cycles at 2e-4 each fell back on
-# the held 4 at the peak rate while the split rose; a low rate tests whether the split's gain can be had without
-# losing the heavy rain.  Finished in the thirty-eighth session: the held 4 26.72 -> 26.73 at step 100, then down to
-# 26.42 at step 400 while the split rose 31.33 -> 31.37; nothing exported.
+# cycle's step 200) at a quarter of the rate, 5e-5 over a 400-step cosine.  The fifth to seventh cycles at 2e-4 each
+# fell back on the held 4 at the peak rate while the split rose; a low rate tests whether the split's gain can be had
+# without losing the heavy rain.  Finished in the thirty-eighth session: the held 4 26.72 -> 26.73 at step 100, then
+# down to 26.42 at step 400 while the split rose 31.33 -> 31.37; nothing exported.
 heavy-b96p192-low: HEAVY_LR = 5e-5
 heavy-b96p192-low: HEAVY_EVAL = 100
 heavy-b96p192-low: $(STAMP)
