@@ -73,6 +73,11 @@ def _converted(channels: int, dtype: type, to_rgb: Callable[[np.ndarray], np.nda
     return Encoding(channels, dtype, False, "rgb8" if dtype == np.uint8 else "rgb16", to_rgb, group, chroma)
 
 
+def _semi_planar(to_rgb: Callable[[np.ndarray], np.ndarray], chroma: tuple[int, int]) -> Encoding:
+    """8-bit luma then interleaved chroma; the pixels that share a chroma pair are the size's group."""
+    return _converted(1, np.uint8, to_rgb, chroma, chroma)
+
+
 #: Camera formats that arrive unconverted (USB and GMSL cameras' YUV 4:2:2; libcamera, Android and hardware
 #: encoders' semi-planar YUV 4:2:0 and 4:4:4; machine-vision cameras' raw Bayer).  They decode to RGB and are
 #: published as rgb8 / rgb16.  NV12/NV21/NV24 are laid out as libcamera's camera_ros sends them (``step`` is the
@@ -84,9 +89,9 @@ CONVERTED: dict[str, Encoding] = {
     "uyvy": _converted(2, np.uint8, _opencv(cv2.COLOR_YUV2RGB_UYVY), (2, 1)),
     "yuv422_yuy2": _converted(2, np.uint8, _opencv(cv2.COLOR_YUV2RGB_YUYV), (2, 1)),
     "yuyv": _converted(2, np.uint8, _opencv(cv2.COLOR_YUV2RGB_YUYV), (2, 1)),
-    "nv12": _converted(1, np.uint8, _opencv(cv2.COLOR_YUV2RGB_NV12), (2, 2), chroma=(2, 2)),
-    "nv21": _converted(1, np.uint8, _opencv(cv2.COLOR_YUV2RGB_NV21), (2, 2), chroma=(2, 2)),
-    "nv24": _converted(1, np.uint8, _nv24_to_rgb, (1, 1), chroma=(1, 1)),
+    "nv12": _semi_planar(_opencv(cv2.COLOR_YUV2RGB_NV12), (2, 2)),
+    "nv21": _semi_planar(_opencv(cv2.COLOR_YUV2RGB_NV21), (2, 2)),
+    "nv24": _semi_planar(_nv24_to_rgb, (1, 1)),
     **{f"bayer_{pattern}{bits}": _converted(1, dtype, _opencv(getattr(cv2, f"COLOR_Bayer{opencv}2RGB")), (2, 2))
        for pattern, opencv in (("rggb", "BG"), ("bggr", "RG"), ("gbrg", "GR"), ("grbg", "GB"))
        for bits, dtype in (("8", np.uint8), ("16", np.uint16))},
