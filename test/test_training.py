@@ -13,7 +13,8 @@ import torch
 from conftest import scene, shared_or_skip
 from pcnet_ros.imageio import write_rgb
 from pcnet_ros.training import evaluate, rain, train
-from pcnet_ros.training.losses import charbonnier, EdgeLoss, PCNetLoss, PSNRLoss, SSIM
+from pcnet_ros.training.losses import (charbonnier, EdgeLoss, log_mse, PCNetLoss, PSNRLoss, SquaredErrorLoss,
+                                       SSIM)
 from pcnet_ros.training.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
 from pcnet_ros.training.pairs import (list_pairs, load_named_pairs, load_pairs, RAINTRAINH_HOLD_EVERY, split_pairs,
                                       synthesize_pairs)
@@ -91,9 +92,9 @@ def _make_training_commands(*targets: str) -> list[list[str]]:
 def test_every_make_training_command_passes_the_argument_checks_and_the_readme_names_the_light_cycle():
     """The Makefile's recipes run only in long sessions; a bad option there would surface hours later."""
     commands = _make_training_commands("train-light", "train-heavy", "finetune-heavy", "heavy-b128", "light-mse",
-                                       "light-mse-b128", "light-mse-b256", "heavy-b128p160", "heavy-b96p192",
-                                       "heavy-b56p256", "heavy-b96p192-low", "heavy-all12")
-    assert len(commands) == 14
+                                       "light-mse-b128", "light-mse-b256", "light-psnr", "heavy-b128p160",
+                                       "heavy-b96p192", "heavy-b56p256", "heavy-b96p192-low", "heavy-all12")
+    assert len(commands) == 15
     repeatable = {o for a in train.build_parser()._actions if isinstance(a, argparse._AppendAction)
                   for o in a.option_strings}                           # --data, --val-data, ...
     for argv in commands:
@@ -244,9 +245,17 @@ def test_losses_behave():
     assert EdgeLoss()(x, x).item() == pytest.approx(1e-3, rel=1e-3)
     y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
     assert PCNetLoss()(y, y, x, x).item() > PCNetLoss()(x, x, x, x).item()
-    assert PSNRLoss()(x, x, x, x).item() == 0.0
+    assert SquaredErrorLoss()(x, x, x, x).item() == 0.0
     z = torch.zeros_like(x)                                # clean off by 0.1 everywhere, the rainy image by 0.2
-    assert PSNRLoss()(z + 0.1, z + 0.2, z, z).item() == pytest.approx(0.01 + 0.2 * 0.04)
+    assert SquaredErrorLoss()(z + 0.1, z + 0.2, z, z).item() == pytest.approx(0.01 + 0.2 * 0.04)
+    # minus the PSNR at peak 1: 20 dB for the clean image, 13.98 for the rainy one
+    assert PSNRLoss()(z + 0.1, z + 0.2, z, z).item() == pytest.approx(-20 + 0.2 * 10 * np.log10(0.04), rel=1e-5)
+    assert PSNRLoss()(x, x, x, x).item() == pytest.approx(-1.2 * 100)      # the floor, not -inf
+    # each sample's dB counts alike: errors of 0.1 and 0.01 average -20 and -40 dB, where a batch MSE would read
+    # -22.97 dB, held up by the worse sample
+    pred = torch.cat([z[:1] + 0.1, z[1:] + 0.01])
+    assert log_mse(pred, z).item() == pytest.approx(-30, rel=1e-5)
+    assert 10 * np.log10(SquaredErrorLoss()(pred, z, z, z).item()) == pytest.approx(-22.97, abs=0.01)
 
 
 def test_mse_fine_tune_lowers_the_squared_error_and_says_so_in_the_weights(pair_dir, tmp_path, capsys):
@@ -265,6 +274,17 @@ def test_mse_fine_tune_lowers_the_squared_error_and_says_so_in_the_weights(pair_
         train.main(args[:-4] + ["--steps", "50", "--export", str(exported)])
     assert (out / "last.pth").read_bytes() == before
     assert "trained with --loss mse" in capsys.readouterr().err
+
+
+def test_psnr_loss_run_raises_the_patches_psnr(pair_dir, tmp_path):
+    """--loss psnr logs minus the mean patch PSNR: negative, and falling as the fit improves."""
+    out = tmp_path / "run"
+    assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
+                       "--model-size", "tiny", "--log-every", "1", "--eval-every", "40", "--quiet", "--val-every", "3",
+                       "--device", "cpu", "--steps", "40", "--loss", "psnr"]) == 0
+    losses = [r["loss"] for r in read_run_log(out) if "loss" in r]
+    assert max(losses) < 0                                      # in dB below peak, never a positive error
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 1.0          # at least 1 dB gained over 40 steps
 
 
 def test_psnr_and_ssim_known_values(rng):

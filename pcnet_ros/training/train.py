@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="patch views: 4 flips, or all 8 flips and quarter turns (these lay the rain's "
                          "near-vertical streaks flat and cost PSNR on Rain100L)")
     ap.add_argument("--loss", choices=list(LOSSES), default="paper",
-                    help="paper: the authors' Charbonnier + edge + SSIM; mse: what PSNR measures (a last fine-tune)")
+                    help="paper: the authors' Charbonnier + edge + SSIM; mse: what PSNR measures (a last fine-tune); "
+                         "psnr: minus each patch's PSNR, averaged as the benchmarks average images")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="autocast the forward pass; validation and saved weights stay fp32. bf16 pays off only "
                          "on CPUs with native bf16 (avx512_bf16/AMX) or on GPUs")
