@@ -258,12 +258,17 @@ def test_losses_behave():
     assert 10 * np.log10(SquaredErrorLoss()(pred, z, z, z).item()) == pytest.approx(-22.97, abs=0.01)
 
 
+def _tiny_fine_tune(pair_dir: Path, out: Path) -> list[str]:
+    """40 logged steps of the tiny model on the fixture pairs, fast enough to watch a loss fall."""
+    return ["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
+            "--model-size", "tiny", "--log-every", "1", "--eval-every", "40", "--quiet", "--val-every", "3",
+            "--device", "cpu", "--steps", "40"]
+
+
 def test_mse_fine_tune_lowers_the_squared_error_and_says_so_in_the_weights(pair_dir, tmp_path, capsys):
     """--loss mse, the last fine-tune that took the light file from 35.64 to 35.73 dB on the held-out split."""
     out, exported = tmp_path / "run", tmp_path / "w.pth"
-    args = ["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
-            "--model-size", "tiny", "--log-every", "1", "--eval-every", "40", "--quiet", "--val-every", "3",
-            "--device", "cpu", "--steps", "40", "--export", str(exported)]
+    args = _tiny_fine_tune(pair_dir, out) + ["--export", str(exported)]
     assert train.main(args + ["--loss", "mse"]) == 0
     losses = [r["loss"] for r in read_run_log(out) if "loss" in r]
     assert 0 < np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])        # squared errors: positive, and falling
@@ -279,9 +284,7 @@ def test_mse_fine_tune_lowers_the_squared_error_and_says_so_in_the_weights(pair_
 def test_psnr_loss_run_raises_the_patches_psnr(pair_dir, tmp_path):
     """--loss psnr logs minus the mean patch PSNR: negative, and falling as the fit improves."""
     out = tmp_path / "run"
-    assert train.main(["--data", str(pair_dir), "--out", str(out), "--batch", "4", "--patch", "32", "--lr", "2e-3",
-                       "--model-size", "tiny", "--log-every", "1", "--eval-every", "40", "--quiet", "--val-every", "3",
-                       "--device", "cpu", "--steps", "40", "--loss", "psnr"]) == 0
+    assert train.main(_tiny_fine_tune(pair_dir, out) + ["--loss", "psnr"]) == 0
     losses = [r["loss"] for r in read_run_log(out) if "loss" in r]
     assert max(losses) < 0                                      # in dB below peak, never a positive error
     assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 1.0          # at least 1 dB gained over 40 steps

@@ -1,6 +1,8 @@
 """The paper's training objective: Charbonnier + edge + SSIM on B, plus the rain-reconstruction term."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -75,29 +77,36 @@ class PCNetLoss(nn.Module):
         return 0.3 * char + 0.2 * edge - 0.15 * ssim
 
 
-class SquaredErrorLoss(nn.Module):
-    """Mean squared error, the quantity PSNR reports, with the same coupling term on the re-rendered rainy image:
-    for a short last fine-tune that trades the paper's perceptual terms for the benchmark's metric."""
-
-    def forward(self, clean_pred: torch.Tensor, rain_pred: torch.Tensor, clean: torch.Tensor,
-                rainy: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(clean_pred, clean) + 0.2 * F.mse_loss(rain_pred, rainy)
-
-
 def log_mse(x: torch.Tensor, y: torch.Tensor, floor: float = 1e-10) -> torch.Tensor:
     """Batch mean of each sample's 10 log10(MSE): minus its PSNR at peak 1 (floored where the error is zero)."""
     mse = (x - y).square().flatten(1).mean(1)
     return 10.0 * torch.log10(mse + floor).mean()
 
 
-class PSNRLoss(nn.Module):
-    """Minus the mean per-sample PSNR, with the same coupling term on the re-rendered rainy image. The benchmarks
-    average PSNR over images, in dB; a batch MSE gives the hardest images most of the gradient (an image at 30 dB
-    weighs 10x one at 40), this one weighs every image's dB alike, as the score does."""
+class _CoupledDistance(nn.Module):
+    """One distance, taken as the paper's loss takes its terms: B to the clean target, plus 0.2 x the re-rendered
+    rainy image to the input (the coupling that teaches R)."""
+
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     def forward(self, clean_pred: torch.Tensor, rain_pred: torch.Tensor, clean: torch.Tensor,
                 rainy: torch.Tensor) -> torch.Tensor:
-        return log_mse(clean_pred, clean) + 0.2 * log_mse(rain_pred, rainy)
+        return self.distance(clean_pred, clean) + 0.2 * self.distance(rain_pred, rainy)
+
+
+class SquaredErrorLoss(_CoupledDistance):
+    """Mean squared error, the quantity PSNR reports: for a short last fine-tune that trades the paper's perceptual
+    terms for the benchmark's metric."""
+
+    distance = staticmethod(F.mse_loss)
+
+
+class PSNRLoss(_CoupledDistance):
+    """Minus the mean per-sample PSNR. The benchmarks average PSNR over images, in dB; a batch MSE gives the hardest
+    images most of the gradient (an image at 30 dB weighs 10x one at 40), this one weighs every image's dB alike, as
+    the score does."""
+
+    distance = staticmethod(log_mse)
 
 
 LOSSES: dict[str, type[nn.Module]] = {"paper": PCNetLoss, "mse": SquaredErrorLoss, "psnr": PSNRLoss}
