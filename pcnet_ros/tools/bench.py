@@ -339,13 +339,12 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
         if vary_seconds:
             # (e) random sizes 8-200 px at 50 Hz: what once grew RSS 483 -> 682 MB in 95 s
             rng = np.random.default_rng(1)
-            k = 0
 
-            def random_sizes(seconds: float, samples: list | None) -> None:
-                nonlocal k
+            def random_sizes(seconds: float, samples: list | None) -> int:
+                """Publish random sizes at 50 Hz for ``seconds``; returns how many were sent."""
                 t0, sent = time.monotonic(), 0
                 while time.monotonic() - t0 < seconds:
-                    k, sent = k + 1, sent + 1
+                    sent += 1
                     hh, ww = (int(v) for v in rng.integers(8, 201, 2))
                     m = Image()
                     image_codec.fill(m, rng.integers(0, 256, (hh, ww, 3), dtype=np.uint8), "rgb8", m.header)
@@ -357,14 +356,15 @@ def bench_node(weights: str, size: str, backend: str, device: str, engine_fps: f
                     # samples (5 read a swing as growth)
                     if samples is not None and sent % 50 == 0:
                         samples.append(process_memory_mb(proc.pid))
+                return sent
 
             # the first seconds fill the engine's compiled-shape cache and the allocator's arenas (a run of the
             # thirty-ninth session rose 648 -> 679 MB in its first quarter, then held 675-684): growth after
             # that is what a leak would show
             before = process_memory_mb(proc.pid)
-            random_sizes(VARY_WARMUP_S, None)
+            k = random_sizes(VARY_WARMUP_S, None)
             vary = [process_memory_mb(proc.pid)]
-            random_sizes(vary_seconds, vary)
+            k += random_sizes(vary_seconds, vary)
             during = vary[1:] or vary
             q = max(1, len(during) // 4)
             a, b = statistics.median(during[:q]), statistics.median(during[-q:])
