@@ -128,6 +128,11 @@ class MalformedImage(ValueError):
 
 def validate(msg) -> Encoding:
     """Cheap checks of the header fields against the data length; no pixel is copied."""
+    return _checked_planes(msg)[0]
+
+
+def _checked_planes(msg) -> tuple[Encoding, list[tuple[int, int, int, int]]]:
+    """validate's checks, with the planes they checked (Encoding.planes), which decode then reads."""
     enc = READABLE.get(msg.encoding)
     if enc is None:
         why = (" is a bare OpenCV type that names no colour order (cv_bridge will not convert it to colour "
@@ -154,14 +159,14 @@ def validate(msg) -> Encoding:
             formula = f"step*height of luma + {stride}*({rows}-1)+{size} of chroma"
         raise MalformedImage("short_data", f"data has {len(msg.data)} bytes, {w}x{h} {msg.encoding} with step "
                                            f"{msg.step} needs {formula} = {need}")
-    return enc
+    return enc, planes
 
 
 def decode(msg) -> tuple[np.ndarray, Encoding]:
     """Image message -> (HxWxC array, its Encoding); YUV and Bayer come out RGB. Raises MalformedImage."""
-    enc = validate(msg)
+    enc, layout = _checked_planes(msg)
     h, w = int(msg.height), int(msg.width)
-    planes = [_plane(msg.data, *plane) for plane in enc.planes(h, w, msg.step)]
+    planes = [_plane(msg.data, *plane) for plane in layout]
     if enc.chroma is not None:                        # the tightly packed buffer: luma rows, then chroma
         return enc.to_rgb(np.concatenate([plane.reshape(-1, w) for plane in planes])), enc
     dt = np.dtype(enc.dtype).newbyteorder(">" if msg.is_bigendian else "<")
