@@ -92,9 +92,10 @@ def _make_training_commands(*targets: str) -> list[list[str]]:
 def test_every_make_training_command_passes_the_argument_checks_and_the_readme_names_the_light_cycle():
     """The Makefile's recipes run only in long sessions; a bad option there would surface hours later."""
     commands = _make_training_commands("train-light", "train-heavy", "finetune-heavy", "heavy-b128", "light-mse",
-                                       "light-mse-b128", "light-mse-b256", "light-psnr", "heavy-b128p160",
-                                       "heavy-b96p192", "heavy-b56p256", "heavy-b96p192-low", "heavy-all12")
-    assert len(commands) == 15
+                                       "light-mse-b128", "light-mse-b256", "light-psnr", "light-p320",
+                                       "heavy-b128p160", "heavy-b96p192", "heavy-b56p256", "heavy-b96p192-low",
+                                       "heavy-all12")
+    assert len(commands) == 16
     repeatable = {o for a in train.build_parser()._actions if isinstance(a, argparse._AppendAction)
                   for o in a.option_strings}                           # --data, --val-data, ...
     for argv in commands:
