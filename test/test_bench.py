@@ -41,15 +41,15 @@ def test_peak_runs_cover_every_precision_asked_for_and_run():
         assert {"torch fp32", "openvino fp32", "openvino bf16"} <= set(both)
 
 
-def test_batch_row_times_every_batch_and_a_flip_averaged_frame(tiny_model):
+def test_batch_row_times_every_batch_and_the_flip_averaged_frames(tiny_model):
     from pcnet_ros.core.engine import DerainEngine
     from pcnet_ros.tools.bench import bench_batches
 
     engine = DerainEngine(tiny_model, device="cpu")
     rows = bench_batches(engine, "480x320", repeats=1)
-    assert [r["batch"] for r in rows] == [1, 2, 4, "flip"]
+    assert [r["batch"] for r in rows] == [1, 2, 4, "flip", "flip both"]
     assert rows[0]["vs_batch_1"] == 1.0 and all(r["ms_per_frame"] > 0 for r in rows)
-    assert engine.flip_average is False                       # the engine is left as it was found
+    assert engine.flip_average is False and engine.flip_axes == "horizontal"   # left as it was found
     assert all("of_peak" not in r for r in rows)              # no work or peak given: no fraction to claim
 
 
@@ -60,7 +60,7 @@ def test_batch_rows_count_their_work_against_the_peak_timed_beside_them(tiny_mod
     peak = (lambda: time.sleep(0.01), 0.5)                    # at most 50 GFLOP/s: it sleeps 10 ms or more
     rows = bench_batches(DerainEngine(tiny_model, device="cpu"), "480x320", repeats=2, work_gflop=2.0, peak=peak)
     for r in rows:
-        passes = 2 if r["batch"] == "flip" else 1               # a flip-averaged frame is two passes of work
+        passes = {"flip": 2, "flip both": 4}.get(r["batch"], 1)   # a flip-averaged frame is a pass per view
         assert r["gflops"] == pytest.approx(passes * 2.0 / (r["ms_per_frame"] / 1e3))
         assert 25.0 < r["peak_gflops"] <= 50.0
         assert r["of_peak"] == pytest.approx(r["gflops"] / r["peak_gflops"])

@@ -91,18 +91,22 @@ def test_16_bit_input_to_jpeg_is_scaled_not_clipped(tmp_path, rng):
     assert abs(float(out.mean()) - float(img.mean()) / 257) < 60        # same brightness, in 8 bits
 
 
-def test_flip_average_flag_writes_the_flip_averaged_frame(tmp_path, rng):
+def test_flip_average_flags_write_the_flip_averaged_frame(tmp_path, rng):
     from pcnet_ros.core.weights import build_model
 
     img = rng.integers(0, 256, size=(24, 37, 3), dtype=np.uint8)
     _write(tmp_path / "a.png", img)
-    for flag, name in (("--flip-average", "flip.png"), (None, "plain.png")):
+    flags = {"flip.png": ["--flip-average"], "both.png": ["--flip-average", "--flip-axes", "both"], "plain.png": []}
+    for name, extra in flags.items():
         argv = [str(tmp_path / "a.png"), str(tmp_path / name), "--backend", "eager", "--device", "cpu"]
-        assert derain.main(argv + ([flag] if flag else [])) == 0
-    want = DerainEngine(build_model("light")[0], device="cpu", flip_average=True).derain(img, bgr=True).clean
-    got, plain = (cv2.imread(str(tmp_path / n)) for n in ("flip.png", "plain.png"))
-    assert_same_to_a_grey_level(got, want)
-    assert np.abs(plain.astype(int) - want).max() > 1
+        assert derain.main(argv + extra) == 0
+    model = build_model("light")[0]
+    got = {n: cv2.imread(str(tmp_path / n)) for n in flags}
+    for name, axes in (("flip.png", "horizontal"), ("both.png", "both")):
+        want = DerainEngine(model, device="cpu", flip_average=True, flip_axes=axes).derain(img, bgr=True).clean
+        assert_same_to_a_grey_level(got[name], want)
+    assert np.abs(got["plain.png"].astype(int) - got["flip.png"]).max() > 1
+    assert np.abs(got["both.png"].astype(int) - got["flip.png"]).max() > 1
 
 
 def test_an_inference_failure_is_one_line_naming_the_images(tmp_path, capsys, monkeypatch, rng):

@@ -246,3 +246,24 @@ def test_flip_average_is_the_mean_of_the_frame_and_its_mirror(tiny_model, rng, b
     img = rng.integers(0, 256, (30, 45, 3), dtype=np.uint8)
     res = flip.derain(img)
     np.testing.assert_array_equal(res.clean.astype(np.int32) + res.residue, img)
+
+
+def test_flip_axes_both_averages_four_views_and_answers_alike_for_any_of_them(tiny_model):
+    """flip_axes="both": the mean of the answers as it is, mirrored, upside down and turned half round, each
+    flipped back; so a frame's flipped copy gets the flipped answer, which the mirror alone does not give."""
+    plain = DerainEngine(tiny_model, device="cpu")
+    mirror = DerainEngine(tiny_model, device="cpu", flip_average=True)
+    both = DerainEngine(tiny_model, device="cpu", flip_average=True, flip_axes="both")
+    assert both.passes == 4 and "flip-averaged (both, 4 views)" in both.describe()
+    x = torch.rand(2, 3, 30, 45, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        want = sum(plain.forward_tensor(x.flip(d)).flip(d) if d else plain.forward_tensor(x)
+                   for d in ((), (-1,), (-2,), (-2, -1))) / 4
+        torch.testing.assert_close(both.forward_tensor(x), want, atol=1e-5, rtol=0)
+        square = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(7))   # no padding to break symmetry
+        for engine, gap in ((both, 1e-5), (mirror, None)):
+            upside_down = engine.forward_tensor(square.flip(-2)).flip(-2)
+            diff = (upside_down - engine.forward_tensor(square)).abs().max()
+            assert diff <= gap if gap else diff > 1e-3, (engine.describe(), diff)
+    with pytest.raises(ValueError, match="flip_axes"):
+        DerainEngine(tiny_model, device="cpu", flip_axes="diagonal")

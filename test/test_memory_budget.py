@@ -6,10 +6,13 @@ from pcnet_ros.core.memory_budget import estimate_frame_bytes, FRAME_BYTES_PER_P
 
 
 def test_a_cpu_engine_counts_each_of_its_model_passes(tiny_model):
-    """Flip averaging runs the model twice, so it budgets two passes; the host copies are counted once."""
+    """Flip averaging runs the model once per view (2, or 4 on both axes), and budgets that many passes; the host
+    copies are counted once."""
     one = FrameBudget.for_engine(4096, 0, DerainEngine(tiny_model, device="cpu"))
     two = FrameBudget.for_engine(4096, 0, DerainEngine(tiny_model, device="cpu", flip_average=True))
-    assert (one.model_passes, two.model_passes) == (1, 2)
+    four = FrameBudget.for_engine(4096, 0, DerainEngine(tiny_model, device="cpu", flip_average=True,
+                                                        flip_axes="both"))
+    assert (one.model_passes, two.model_passes, four.model_passes) == (1, 2, 4)
     host = FrameBudget(4096, 0, model_passes=0).need_mb(480, 640, 3)
     assert host == pytest.approx(480 * 640 * FRAME_BYTES_PER_PIXEL / 2**20)
     assert two.need_mb(480, 640, 3) - host == pytest.approx(2 * (one.need_mb(480, 640, 3) - host))

@@ -446,10 +446,11 @@ def test_warmup_sizes_are_run_before_traffic(graph, tmp_path):
         assert proc.stop()[0] == 0
 
 
-def test_flip_average_parameter_reaches_the_published_frame(graph, tmp_path, engine, rng):
-    """flip_average: true publishes the mean of the frame's and its mirror's answers, and the start-up log says so."""
-    proc = NodeProcess({**_weights(), "device": "cpu", "torch_threads": 1, "warmup": False, "flip_average": True},
-                       "/flipavg", tmp_path)
+def test_flip_average_parameters_reach_the_published_frame(graph, tmp_path, engine, rng):
+    """flip_average: true with flip_axes: both publishes the mean of the frame's answers in its four views (as it is,
+    mirrored, upside down, turned half round), and the start-up log says so."""
+    proc = NodeProcess({**_weights(), "device": "cpu", "torch_threads": 1, "warmup": False, "flip_average": True,
+                        "flip_axes": "both"}, "/flipavg", tmp_path)
     node = graph.node("flipavg_pub")
     pub = node.create_publisher(Image, "/flipavg/image_raw", 10)
     out = Collector(graph.node("flipavg_sub"), "/flipavg/image_raw/derained")
@@ -458,11 +459,12 @@ def test_flip_average_parameter_reaches_the_published_frame(graph, tmp_path, eng
         assert wait_until(lambda: out.sub.get_publisher_count() > 0, 20)
         arr = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)
         got, _ = image_codec.decode(_send_and_get(pub, out, image_msg(arr, "rgb8")))
-        plain = engine.derain(arr).clean
-        mirrored = engine.derain(np.ascontiguousarray(arr[:, ::-1])).clean[:, ::-1]
-        want = (plain.astype(np.float64) + mirrored) / 2
+        views = [(slice(None), slice(None)), (slice(None), slice(None, None, -1)),
+                 (slice(None, None, -1), slice(None)), (slice(None, None, -1), slice(None, None, -1))]
+        answers = [engine.derain(np.ascontiguousarray(arr[v])).clean[v].astype(np.float64) for v in views]
+        want = sum(answers) / 4
         assert np.abs(got - want).max() <= 1                       # another process and rounding: one count
-        assert np.abs(got.astype(int) - plain).max() > 1
-        assert "flip-averaged" in proc.log()
+        assert np.abs(got - (answers[0] + answers[1]) / 2).max() > 1   # not the mirror alone
+        assert "flip-averaged (both, 4 views)" in proc.log()
     finally:
         assert proc.stop()[0] == 0

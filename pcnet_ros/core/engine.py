@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 #: Inputs are padded to a multiple of this: the model needs 4; 32 buckets sizes so caches stay small.
 SIZE_BUCKET = 32
 RESIDUE_MODES = ("positive", "signed")
+#: The views a flip-averaged frame is run in, as the tensor dims each flips: ``horizontal``, the frame and its mirror
+#: image; ``both``, also upside down and turned half round.  Quarter turns are left out: they lay near-vertical rain
+#: flat, which the weights never saw (README, *Flip averaging*).
+FLIP_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {"horizontal": ((), (-1,)),
+                                                      "both": ((), (-1,), (-2,), (-2, -1))}
+FLIP_AXES = tuple(FLIP_VIEWS)
 
 
 class InputError(ValueError):
@@ -128,7 +134,10 @@ class DerainEngine:
     """
 
     def __init__(self, model: PCNet, device: str = "auto", precision: str = "fp32", channels_last: bool = True,
-                 num_threads: int | None = None, backend: str = "eager", flip_average: bool = False) -> None:
+                 num_threads: int | None = None, backend: str = "eager", flip_average: bool = False,
+                 flip_axes: str = "horizontal") -> None:
+        if flip_axes not in FLIP_VIEWS:
+            raise ValueError(f"unknown flip_axes '{flip_axes}': use one of {', '.join(FLIP_AXES)}")
         self.device = resolve_device(device)
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -138,6 +147,7 @@ class DerainEngine:
         self.dtype = torch_dtype(precision, self.backend)
         self.channels_last = channels_last
         self.flip_average = flip_average
+        self.flip_axes = flip_axes
         self.model = model.eval().to(self.device, dtype=self.dtype)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -151,9 +161,14 @@ class DerainEngine:
         return self.precision == "fp16"
 
     @property
+    def views(self) -> tuple[tuple[int, ...], ...]:
+        """The dims each view of a frame flips (``()``: as it is): one view unless flip-averaged."""
+        return FLIP_VIEWS[self.flip_axes] if self.flip_average else ((),)
+
+    @property
     def passes(self) -> int:
-        """Model passes per frame: 2 when flip-averaged."""
-        return 2 if self.flip_average else 1
+        """Model passes per frame: one per view."""
+        return len(self.views)
 
     @property
     def default_batch(self) -> int:
@@ -176,7 +191,8 @@ class DerainEngine:
 
     def describe(self) -> str:
         """How it runs, for logs: backend, precision and whether frames are flip-averaged."""
-        return f"{self.backend}, {self.precision}" + (", flip-averaged" if self.flip_average else "")
+        return f"{self.backend}, {self.precision}" + (
+            f", flip-averaged ({self.flip_axes}, {self.passes} views)" if self.flip_average else "")
 
     def warmup(self, height: int = 64, width: int = 64, runs: int = 2) -> None:
         """Run dummy frames so allocator and kernel selection happen before real traffic."""
@@ -187,20 +203,22 @@ class DerainEngine:
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """N,3,H,W float in [0, 1] (any size) -> clean N,3,H,W float in [0, 1].
 
-        With ``flip_average`` the frames and their mirror images run as one batch of 2N and the two answers are
-        averaged: twice the model work for a cleaner frame (measured in README, *Flip averaging*), for offline work
-        or a GPU with time to spare.
+        With ``flip_average`` each frame runs in every view of ``flip_axes`` (its mirror image; with ``both`` also
+        upside down and turned half round), all as one batch, and the answers, flipped back, are averaged: 2 or 4
+        times the model work for a cleaner frame (measured in README, *Flip averaging*), for offline work or a GPU
+        with time to spare.
         """
         x = x.to(self.device, dtype=self.dtype, non_blocking=True)
-        n = x.shape[0]
-        if self.flip_average:
-            x = torch.cat([x, x.flip(-1)])
+        n, views = x.shape[0], self.views
+        if len(views) > 1:
+            x = torch.cat([x.flip(v) if v else x for v in views])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x, h, w = pad_to_multiple(x, SIZE_BUCKET)
         out = self._run(x)[..., :h, :w].clamp_(0.0, 1.0)
-        if self.flip_average:               # the mean of two answers, each as it would be alone
-            out = (out[:n] + out[n:].flip(-1)) * 0.5
+        if len(views) > 1:                  # the mean of the answers, each as it would be alone
+            answers = [out[i * n:(i + 1) * n] for i in range(len(views))]
+            out = sum(a.flip(v) if v else a for a, v in zip(answers, views)) / len(views)
         return out
 
     def release_cached_memory(self) -> None:
@@ -320,5 +338,5 @@ def _to_rgb(image: np.ndarray, bgr: bool):
     return colour, back
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "DerainEngine", "DerainResult", "InputError", "RESIDUE_MODES",
+__all__ = ["BACKENDS", "FLIP_AXES", "PRECISIONS", "DerainEngine", "DerainResult", "InputError", "RESIDUE_MODES",
            "pad_to_multiple", "residue_to_image", "resolve_device", "SIZE_BUCKET"]

@@ -21,8 +21,8 @@ FRAME_BYTES_PER_PIXEL = 48
 
 
 def estimate_frame_bytes(height: int, width: int, channels: int = 3, max_side: int = 0, passes: int = 1) -> int:
-    """Working memory to derain one frame: its full-size copies plus ``passes`` model passes (2 when
-    flip-averaged) at (at most) ``max_side``."""
+    """Working memory to derain one frame: its full-size copies plus ``passes`` model passes (one per
+    view when flip-averaged: 2, or 4 on both axes) at (at most) ``max_side``."""
     model_px = height * width
     if max_side and max(height, width) > max_side:
         s = max_side / max(height, width)

@@ -151,7 +151,7 @@ class Wiring:
             log.error("RUNNING WITH RANDOM WEIGHTS (allow_random_weights=true): output is noise")
         self.engine = DerainEngine(model, device=v["device"], precision=v["precision"],
                                    num_threads=v["torch_threads"] or None, backend=v["backend"],
-                                   flip_average=v["flip_average"])
+                                   flip_average=v["flip_average"], flip_axes=v["flip_axes"])
         log.info(f"PCNet on {self.engine.device} ({self.engine.describe()}), "
                  f"weights: {meta.get('path', 'random')} (step {meta.get('step', '?')}, "
                  f"val {meta.get('val_psnr_y', '?')} dB)")

@@ -35,7 +35,7 @@ import torch
 
 from pcnet_ros.core.backends import (BackendError, cpu_has_native_bf16, openvino_available, OPENVINO_HINT,
                                      torch_dtype)
-from pcnet_ros.core.engine import DerainEngine, pad_to_multiple, resolve_device, SIZE_BUCKET
+from pcnet_ros.core.engine import DerainEngine, FLIP_VIEWS, pad_to_multiple, resolve_device, SIZE_BUCKET
 from pcnet_ros.core.model import PCNet
 from pcnet_ros.core.weights import build_model
 from pcnet_ros.paths import SOURCE_ROOT
@@ -222,37 +222,43 @@ def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, r
     return rows, measured
 
 
+#: How row (n) prints its flip-averaged rows.
+BATCH_LABELS = {"flip": "one frame flip-averaged", "flip both": "one frame flip-averaged on both axes"}
+
+
 def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 4), work_gflop: float = 0.0,
                   peak: tuple[Callable, float] | None = None) -> list[dict]:
-    """Row (n): per-frame time of same-size batches, and of one frame flip-averaged (``batch`` "flip"),
-    interleaved. Given one frame's work and the peak convolution of the engine's precision (run function and
-    GFLOP, from ``peak_runs``, timed in the same loop), each row also has its GFLOP/s and fraction of that
-    peak, a flip-averaged frame counting two passes: a rig's cameras run batched, so their per-frame
-    throughput is what the node gets."""
+    """Row (n): per-frame time of same-size batches, and of one frame flip-averaged (``batch`` "flip": with its
+    mirror image; "flip both": in all four views of ``flip_axes: both``), interleaved. Given one frame's work and the
+    peak convolution of the engine's precision (run function and GFLOP, from ``peak_runs``, timed in the same loop),
+    each row also has its GFLOP/s and fraction of that peak, a flip-averaged frame counting one pass per view: a
+    rig's cameras run batched, so their per-frame throughput is what the node gets."""
     h, w = SIZES[size]
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(max(batches))]
-    kinds = [(b, False) for b in batches] + [(1, True)]
+    labels = {None: None, "horizontal": "flip", "both": "flip both"}
+    kinds = [(b, None) for b in batches] + [(1, "horizontal"), (1, "both")]
+    was = engine.flip_average, engine.flip_axes
 
-    def run(b: int, flip: bool) -> None:
-        engine.flip_average = flip
+    def run(b: int, axes: str | None) -> None:
+        engine.flip_average, engine.flip_axes = axes is not None, axes or was[1]
         try:
             engine.derain_batch(frames[:b])
         finally:
-            engine.flip_average = False
+            engine.flip_average, engine.flip_axes = was
 
     fns = {k: (lambda k=k: run(*k)) for k in kinds}
     if peak:
         fns["peak"] = peak[0]
     med = interleaved(fns, repeats)                      # its untimed first call compiles each batch shape
     per_frame = {k: med[k] / k[0] for k in kinds}
-    one = per_frame[(batches[0], False)]
+    one = per_frame[(batches[0], None)]
     rows = []
-    for b, flip in kinds:
-        t = per_frame[(b, flip)]
-        row = {"batch": "flip" if flip else b, "ms_per_frame": t * 1e3, "vs_batch_1": t / one}
+    for b, axes in kinds:
+        t = per_frame[(b, axes)]
+        row = {"batch": labels[axes] or b, "ms_per_frame": t * 1e3, "vs_batch_1": t / one}
         if work_gflop and peak:
-            row["gflops"] = (2 if flip else 1) * work_gflop / t
+            row["gflops"] = (len(FLIP_VIEWS[axes]) if axes else 1) * work_gflop / t
             row["peak_gflops"] = peak[1] / med["peak"]
             row["of_peak"] = row["gflops"] / row["peak_gflops"]
         rows.append(row)
@@ -431,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                             work_gflop=gflop[sizes[0]]["clean"], peak=peaks[peak_name])
     result["batches"] = batches
     print(f"\n(n) batches of same-size frames, {fastest['variant']}, {sizes[0]}: " + ", ".join(
-        f"{'one frame flip-averaged' if b['batch'] == 'flip' else 'batch ' + str(b['batch'])}: "
+        f"{BATCH_LABELS.get(b['batch']) or 'batch ' + str(b['batch'])}: "
         f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x, {b['of_peak']:.0%} of peak)" for b in batches)
         + f"; {peak_name} peak timed in the same loop: {batches[0]['peak_gflops']:.1f} GFLOP/s")
     if not args.skip_node:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Any, IO, Sequence
 
-from pcnet_ros.core.engine import BACKENDS, DerainEngine, InputError, PRECISIONS
+from pcnet_ros.core.engine import BACKENDS, DerainEngine, FLIP_AXES, InputError, PRECISIONS
 from pcnet_ros.core.memory_budget import FrameBudget, MODEL_BYTES_PER_PIXEL
 from pcnet_ros.core.weights import build_model, WeightsError
 from pcnet_ros.paths import SOURCE_ROOT
@@ -45,8 +45,8 @@ count = whole(0)
 
 def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, backend_default: str | None = "auto",
                     backend_help: str = "inference backend", flip_average: bool = True, max_side: bool = False) -> None:
-    """--weights --device --backend --batch --precision --threads [--flip-average] [--max-side], alike in every
-    tool."""
+    """--weights --device --backend --batch --precision --threads [--flip-average --flip-axes] [--max-side], alike in
+    every tool."""
     g = ap.add_argument_group("model")
     g.add_argument("--weights", default="light", help="bundled name (light, heavy) or a .pth path")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -59,6 +59,9 @@ def add_engine_args(ap: argparse.ArgumentParser, random_weights: bool = False, b
     if flip_average:
         g.add_argument("--flip-average", action="store_true",
                        help="also run each frame mirrored and average the two: twice the model work, a cleaner frame")
+        g.add_argument("--flip-axes", choices=FLIP_AXES, default="horizontal",
+                       help="with --flip-average: both also runs each frame upside down and turned half round (four "
+                            "views, twice the work again)")
     if max_side:
         g.add_argument("--max-side", type=count, default=0, metavar="PX",
                        help="run images longer than this downscaled and take the upsampled rain layer from the "
@@ -81,7 +84,8 @@ def engine_from_args(args: argparse.Namespace) -> DerainEngine:
         if meta.get("random"):
             logging.warning("RUNNING WITH RANDOM WEIGHTS: output is meaningless")
         return DerainEngine(model, device=args.device, precision=args.precision, backend=args.backend,
-                            num_threads=args.threads or None, flip_average=args.flip_average)
+                            num_threads=args.threads or None, flip_average=args.flip_average,
+                            flip_axes=args.flip_axes)
     except (WeightsError, ValueError, RuntimeError) as exc:
         raise ToolError(str(exc)) from None
 

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.out / "node.log", "w")
     node_proc = start_node({"input_topics": list(CAMERAS), "weights": args.weights, "device": args.device,
                             "backend": args.backend, "precision": args.precision, "torch_threads": args.threads,
-                            "max_batch": args.batch, "flip_average": args.flip_average},
+                            "max_batch": args.batch, "flip_average": args.flip_average,
+                            "flip_axes": args.flip_axes},
                            log=log, params_file=SOURCE_ROOT / "config" / "pcnet.yaml")
 
     import rclpy
