@@ -153,6 +153,19 @@ def test_bad_argument_combinations_fail_before_any_data_loads():
     assert train.parse_args(["--data", "/nonexistent", "--out", "runs/x", "--steps", "10", "--stop-at", "10"])
 
 
+def test_the_bars_step_times_leave_out_the_compiling_first_step():
+    """The first step of a process compiles; averaged in, it made a 36 s step read 84 s fifteen steps later."""
+    from pcnet_ros.training.run_clock import StepTimes
+
+    times = StepTimes()
+    times.update(data=1.3, compute=182.0)
+    assert times.postfix() == {}                                         # nothing to show yet
+    times.update(data=0.5, compute=36.0)
+    assert times.postfix() == {"data": "0.500s", "compute": "36.000s"}
+    times.update(data=0.5, compute=46.0)                                 # then a moving average of the steps
+    assert times.postfix()["compute"] == "37.000s"
+
+
 def test_time_paused_with_sigtstp_is_not_training_time(pair_dir, tmp_path):
     """Sessions pause the run to give tests both cores; the card's hours must not grow while it sleeps."""
     import subprocess

@@ -34,7 +34,7 @@ from pcnet_ros.training.losses import LOSSES
 from pcnet_ros.training.pairs import (AUGMENTATIONS, list_pairs, load_named_pairs, load_pairs, PatchSampler,
                                       share_weights, split_pairs, synthesize_pairs)
 from pcnet_ros.training.provenance import start_record, weights_meta
-from pcnet_ros.training.run_clock import RunClock, stop_self
+from pcnet_ros.training.run_clock import RunClock, StepTimes, stop_self
 from pcnet_ros.training.run_log import append_record, open_run_log
 from pcnet_ros.training.streaks import StreakBank
 from pcnet_ros.training.transplant import rain_layer
@@ -268,7 +268,7 @@ def _train(argv: list[str] | None) -> int:
         if args.bank:
             bank_checkpoint(last, args.bank)
 
-    smoothed = {"data": 0.0, "compute": 0.0}                     # step times for the progress bar
+    times = StepTimes()
 
     def validate(engine: DerainEngine = engine) -> tuple[float, dict]:
         """The selection score and all scores: mean Y-PSNR of the held-out split, or with --val-data the mean
@@ -309,14 +309,12 @@ def _train(argv: list[str] | None) -> int:
             if averaged is not None:
                 averaged.update_parameters(model)
             t2 = time.perf_counter()
-            for k, v in (("data", t1 - t0), ("compute", t2 - t1)):
-                smoothed[k] = v if not smoothed[k] else 0.9 * smoothed[k] + 0.1 * v
+            times.update(data=t1 - t0, compute=t2 - t1)
             state["step"] += 1
             state["pixel_samples"] += args.batch * args.patch * args.patch
             state["elapsed_s"] = clock.elapsed()
             bar.update(1)
-            bar.set_postfix({"loss": f"{loss.item():.4f}", args.select: f"{state['best_psnr']:.2f}",
-                            "data": f"{smoothed['data']:.3f}s", "compute": f"{smoothed['compute']:.3f}s"})
+            bar.set_postfix({"loss": f"{loss.item():.4f}", args.select: f"{state['best_psnr']:.2f}", **times.postfix()})
             rec = {"step": state["step"], "loss": round(loss.item(), 5), "lr": lr}
             if (val or select) and (state["step"] % args.eval_every == 0 or state["step"] == args.steps):
                 psnr, s = validate()
