@@ -217,8 +217,7 @@ class DerainEngine:
         x, h, w = pad_to_multiple(x, SIZE_BUCKET)
         out = self._run(x)[..., :h, :w].clamp_(0.0, 1.0)
         if len(views) > 1:                  # the mean of the answers, each as it would be alone
-            answers = [out[i * n:(i + 1) * n] for i in range(len(views))]
-            out = sum(a.flip(v) if v else a for a, v in zip(answers, views)) / len(views)
+            out = sum(a.flip(v) if v else a for a, v in zip(out.split(n), views)) / len(views)
         return out
 
     def release_cached_memory(self) -> None:

@@ -222,8 +222,9 @@ def bench_engine(variants: dict, setup_s: dict, sizes: list[str], device: str, r
     return rows, measured
 
 
-#: How row (n) prints its flip-averaged rows.
-BATCH_LABELS = {"flip": "one frame flip-averaged", "flip both": "one frame flip-averaged on both axes"}
+#: Row (n)'s flip-averaged rows, by flip_axes: the row's ``batch`` label and how it prints.
+FLIP_ROWS = {"horizontal": ("flip", "one frame flip-averaged"),
+             "both": ("flip both", "one frame flip-averaged on both axes")}
 
 
 def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 4), work_gflop: float = 0.0,
@@ -236,8 +237,7 @@ def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 
     h, w = SIZES[size]
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(max(batches))]
-    labels = {None: None, "horizontal": "flip", "both": "flip both"}
-    kinds = [(b, None) for b in batches] + [(1, "horizontal"), (1, "both")]
+    kinds = [(b, None) for b in batches] + [(1, axes) for axes in FLIP_ROWS]
     was = engine.flip_average, engine.flip_axes
 
     def run(b: int, axes: str | None) -> None:
@@ -256,7 +256,7 @@ def bench_batches(engine: DerainEngine, size: str, repeats: int, batches=(1, 2, 
     rows = []
     for b, axes in kinds:
         t = per_frame[(b, axes)]
-        row = {"batch": labels[axes] or b, "ms_per_frame": t * 1e3, "vs_batch_1": t / one}
+        row = {"batch": FLIP_ROWS[axes][0] if axes else b, "ms_per_frame": t * 1e3, "vs_batch_1": t / one}
         if work_gflop and peak:
             row["gflops"] = (len(FLIP_VIEWS[axes]) if axes else 1) * work_gflop / t
             row["peak_gflops"] = peak[1] / med["peak"]
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                             work_gflop=gflop[sizes[0]]["clean"], peak=peaks[peak_name])
     result["batches"] = batches
     print(f"\n(n) batches of same-size frames, {fastest['variant']}, {sizes[0]}: " + ", ".join(
-        f"{BATCH_LABELS.get(b['batch']) or 'batch ' + str(b['batch'])}: "
+        f"{dict(FLIP_ROWS.values()).get(b['batch']) or 'batch ' + str(b['batch'])}: "
         f"{b['ms_per_frame']:.0f} ms/frame ({b['vs_batch_1']:.2f}x, {b['of_peak']:.0%} of peak)" for b in batches)
         + f"; {peak_name} peak timed in the same loop: {batches[0]['peak_gflops']:.1f} GFLOP/s")
     if not args.skip_node:
