@@ -66,6 +66,28 @@ def test_on_cuda_only_the_host_copies_count_against_the_memory_budget(light, rng
     assert calls == [4] and sorted(published) == [0, 1, 2, 3]
 
 
+def test_running_out_of_gpu_memory_halves_the_call_and_keeps_every_frame(light, rng):
+    """Four 720p frames in four flip views each are 16 images a call. Capped to about 1.5x what one frame's four
+    views need, the GPU runs out: the call is halved until it fits, the cap is kept for that size, and every frame
+    comes back as it does alone."""
+    engine = DerainEngine(light, device="cuda", flip_average=True, flip_axes="both")
+    frames = _frames(rng, 4, 720, 1280)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    alone = [engine.derain(f).clean for f in frames]
+    peak = torch.cuda.max_memory_allocated()
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(1.5 * peak / torch.cuda.get_device_properties(0).total_memory)
+    try:
+        together = engine.derain_batch(frames)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert list(engine.pass_cap) == [(736, 1280)] and engine.pass_cap[(736, 1280)] in (2, 4)
+    for a, b in zip(alone, together):
+        assert np.abs(a.astype(int) - b.clean.astype(int)).max() <= 1
+
+
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_half_precisions_stay_close_to_fp32(rng, precision):
     frames = _frames(rng)

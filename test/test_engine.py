@@ -197,6 +197,52 @@ def test_batch_equals_one_at_a_time(tiny_model, rng, backend):
         e.derain_batch([imgs[0], imgs[0][:20]])
 
 
+def test_a_size_capped_after_running_out_of_memory_runs_in_smaller_calls_with_the_same_answers(tiny_model):
+    """pass_cap (learned on CUDA when a call runs out of memory; test_cuda runs that) splits the frames x views of
+    one call into calls of at most the cap for that padded size; other sizes still run whole."""
+    e = DerainEngine(tiny_model, device="cpu", flip_average=True, flip_axes="both")
+    x = torch.rand(3, 3, 30, 45, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        whole = e.forward_tensor(x)
+        calls, run = [], e._run
+        e._run = lambda t: calls.append(t.shape[0]) or run(t)
+        e.pass_cap[(32, 64)] = 5
+        got = e.forward_tensor(x)
+        assert calls == [5, 5, 2]
+        torch.testing.assert_close(got, whole, atol=1e-5, rtol=0)
+        calls.clear()
+        e.forward_tensor(torch.rand(3, 3, 40, 45))
+        assert calls == [12]
+
+
+def test_a_call_that_runs_out_of_memory_is_halved_until_it_fits_and_the_size_remembered(tiny_model, caplog):
+    """The retry loop, on a runner that, like a small GPU, raises torch.OutOfMemoryError over 4 images a call (a
+    real one on CUDA: test_cuda); a frame whose views alone do not fit still raises, to be reported as failed."""
+    e = DerainEngine(tiny_model, device="cpu", flip_average=True, flip_axes="both")
+    x = torch.rand(3, 3, 30, 45, generator=torch.Generator().manual_seed(9))
+    run, room, calls = e._run, [4], []
+
+    def small_gpu(t):
+        calls.append(t.shape[0])
+        if t.shape[0] > room[0]:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return run(t)
+
+    with torch.inference_mode():
+        whole = e.forward_tensor(x)
+        e._run = small_gpu
+        torch.testing.assert_close(e.forward_tensor(x), whole, atol=1e-5, rtol=0)
+        assert calls == [12, 6, 3, 3, 3, 3] and e.pass_cap == {(32, 64): 3}
+        assert "running 6 at a time" in caplog.text and "running 3 at a time" in caplog.text
+        calls.clear()
+        e.forward_tensor(x)
+        assert calls == [3, 3, 3, 3]                       # remembered: no failed call first
+        room[0] = 0
+        with pytest.raises(torch.OutOfMemoryError):
+            e.forward_tensor(x)
+        assert e.pass_cap == {(32, 64): 1}
+
+
 @pytest.mark.parametrize("backend, folder, pattern",
                          [("openvino", "openvino", "*.xml"), ("onnxruntime", "onnx", "*.onnx")])
 def test_converted_graph_is_cached_on_disk(tiny_model, rng, tmp_path, monkeypatch, backend, folder, pattern):

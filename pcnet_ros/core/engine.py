@@ -154,6 +154,9 @@ class DerainEngine:
         self._lock = threading.Lock()
         self._last_shape: tuple[int, ...] | None = None
         self._pinned: dict[tuple, torch.Tensor] = {}
+        #: The most images (frames x views) one model call may take, by padded H, W: learned where a larger call ran
+        #: out of GPU memory, so a small GPU serves max_batch 4 x 4 views as several calls, not as failed frames.
+        self.pass_cap: dict[tuple[int, int], int] = {}
         self._run = make_runner(self.backend, self.model, self.device, precision, self.dtype, num_threads or 0)
 
     @property
@@ -215,10 +218,29 @@ class DerainEngine:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x, h, w = pad_to_multiple(x, SIZE_BUCKET)
-        out = self._run(x)[..., :h, :w].clamp_(0.0, 1.0)
+        out = self._run_capped(x)[..., :h, :w].clamp_(0.0, 1.0)
         if len(views) > 1:                  # the mean of the answers, each as it would be alone
             out = sum(a.flip(v) if v else a for a, v in zip(out.split(n), views)) / len(views)
         return out
+
+    def _run_capped(self, x: torch.Tensor) -> torch.Tensor:
+        """The model on N padded images, in calls of at most ``pass_cap`` for their size.  A call that runs out of
+        GPU memory is halved and retried, and the smaller size kept for that frame size; a single image that does
+        not fit raises, as before."""
+        key = (x.shape[-2], x.shape[-1])
+        while True:
+            cap = self.pass_cap.get(key, x.shape[0])
+            try:
+                return torch.cat([self._run(part) for part in x.split(cap)]) if cap < x.shape[0] else self._run(x)
+            except torch.OutOfMemoryError:
+                if cap <= 1:
+                    raise
+            # out of the except block, so the failed call's activations are freed before the cache is emptied
+            self.pass_cap[key] = cap // 2
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            log.warning("out of GPU memory at %d images of %dx%d a call: running %d at a time from now on",
+                        cap, key[1], key[0], cap // 2)
 
     def release_cached_memory(self) -> None:
         """Give cached device memory and freed heap back (after an error, or when the input size changes)."""
