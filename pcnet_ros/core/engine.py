@@ -207,9 +207,9 @@ class DerainEngine:
         """N,3,H,W float in [0, 1] (any size) -> clean N,3,H,W float in [0, 1].
 
         With ``flip_average`` each frame runs in every view of ``flip_axes`` (its mirror image; with ``both`` also
-        upside down and turned half round), all as one batch, and the answers, flipped back, are averaged: 2 or 4
-        times the model work for a cleaner frame (measured in README, *Flip averaging*), for offline work or a GPU
-        with time to spare.
+        upside down and turned half round), all as one batch (in smaller calls where ``pass_cap`` holds it), and the
+        answers, flipped back, are averaged: 2 or 4 times the model work for a cleaner frame (measured in README,
+        *Flip averaging*), for offline work or a GPU with time to spare.
         """
         x = x.to(self.device, dtype=self.dtype, non_blocking=True)
         n, views = x.shape[0], self.views
