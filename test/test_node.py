@@ -349,6 +349,7 @@ def test_a_burst_longer_than_the_queue_is_counted(graph, tmp_path):
         assert wait_until(lambda: accounted() == n, 30), diag.latest(name)
         st = diag.latest(name)
         assert int(st["missed_sequence"]) >= int(st["lost_in_transport"])
+        assert st["images_per_call"] == "all"                          # no call was halved: a CPU has no GPU OOM
     finally:
         assert proc.stop()[0] == 0
 

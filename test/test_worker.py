@@ -179,6 +179,32 @@ def test_diagnostics_turn_error_while_frames_fail_and_ok_once_they_stop(worker, 
     assert (got.level, got.message) == (DiagnosticStatus.WARN, "rejecting frames")
 
 
+def test_diagnostics_warn_when_the_gpu_runs_out_of_memory_and_show_the_smaller_calls(tiny_model, rng):
+    """A call the engine had to halve (a runner that, like a small GPU, raises torch.OutOfMemoryError over 2 images
+    a call; test_cuda raises a real one) is WARN once, and ``images_per_call`` keeps showing the limit."""
+    import torch
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from pcnet_ros.ros.diagnostics import CameraHealth
+
+    engine = DerainEngine(tiny_model, device="cpu", flip_average=True)
+    health, run = CameraHealth(), engine._run
+
+    def status():
+        got = health.status("/a", "cpu", {"errors": 0, "rejected": 0}, 0, {}, True, pass_cap=engine.pass_cap)
+        return got.level, got.message, {kv.key: kv.value for kv in got.values}["images_per_call"]
+
+    frames = [_img(rng) for _ in range(2)]
+    engine.derain_batch(frames)
+    assert status() == (DiagnosticStatus.OK, "ok", "all")
+    engine._run = lambda t: run(t) if t.shape[0] <= 2 else (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA"))
+    assert len(engine.derain_batch(frames)) == 2                 # 4 images (2 frames x 2 views) as two calls
+    *_, ph, pw = DerainEngine.input_shape(1, *frames[0].shape[:2])
+    size = f"{pw}x{ph}"
+    assert status() == (DiagnosticStatus.WARN, "out of GPU memory: fewer images a model call", f"{size}: 2")
+    assert status() == (DiagnosticStatus.OK, "ok", f"{size}: 2")    # nothing new since
+
+
 def test_thread_serves_newest_frames_round_robin_and_counts_every_frame(worker, rng):
     worker.start()
     try:

@@ -351,7 +351,7 @@ class Wiring:
                      "enabled": w.settings.enabled, "device": str(self.engine.device)}
             arr.status.append(cam.health.status(f"{self.node.get_name()}: {cam.resolved}", str(self.engine.device),
                                                 w.stats[idx].snapshot(), w.dropped(idx), extra, cam.sub is not None,
-                                                w.warming_up))
+                                                w.warming_up, self.engine.pass_cap))
         with self._publish_lock:   # a timer already dequeued when shutdown closes the topics must not publish
             if self._open and self._diag_pub is not None:
                 self._diag_pub.publish(arr)
