@@ -153,7 +153,8 @@ light-psnr: $(STAMP)
 # 16, a cycle's rate (1e-4, between the fine-tunes' 5e-5 and the cycles' 2e-4) over a 600-step cosine; about 40 s a
 # step in bf16 on 2 Zen 4 cores, so about 6 h across sessions from its bank.  Started in the fortieth session: the
 # moving average 35.766, 35.767, 35.769, 35.772 at steps 50-200 (shipped at 200; the raw weights dip at this rate);
-# resumed in the forty-first: 35.776 to 35.790 at 250-450, the raw weights 35.803 at 300 (shipped); banked at 478.
+# resumed in the forty-first: 35.776 to 35.790 at 250-450, the raw weights 35.803 at 300 (shipped); finished in the
+# forty-second: 35.785-35.806 raw, 35.792-35.797 averaged at 500-600, nothing exported.
 light-p320: LIGHT_PATCH = 320
 light-p320: $(STAMP)
 	$(LIGHT_MSE) --out runs/light_p320 --steps 600 --batch 128 --accum 8 --lr 1e-4 --warmup 20 --eval-every 50 \
