@@ -35,6 +35,10 @@ OPENVINO_HINT = {"fp32": "f32", "bf16": "bf16"}
 OPENVINO_CACHE = 4
 #: Converted models kept on disk per format (OpenVINO IR, ONNX), newest first.
 DISK_CACHE = 6
+#: What ONNX Runtime's errors say when an allocation fails (its arena, CUDA, cuBLAS): it has no error type of its
+#: own for that (microsoft/onnxruntime#16307), so the message is all there is to tell it from a broken graph.
+ORT_OUT_OF_MEMORY = ("Failed to allocate memory", "is smaller than requested bytes", "out of memory",
+                     "ALLOC_FAILED", "bad allocation")
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 T = TypeVar("T")
@@ -107,6 +111,9 @@ def onnxruntime(model: PCNet, device: torch.device, dtype: torch.dtype) -> Runne
     providers = (["CUDAExecutionProvider"] if device.type == "cuda" else []) + ["CPUExecutionProvider"]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
+    # an application that registered shared allocators (ort.create_and_register_allocator, e.g. to cap the arena
+    # or share it among engines) has them used here; without any this changes nothing
+    opts.add_session_config_entry("session.use_env_allocators", "1")
     try:
         graph = onnx_graph(model)
     except ImportError as exc:
@@ -114,7 +121,12 @@ def onnxruntime(model: PCNet, device: torch.device, dtype: torch.dtype) -> Runne
     session = ort.InferenceSession(graph, opts, providers=providers)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        out = session.run(["clean"], {"rainy": x.float().contiguous().cpu().numpy()})[0]
+        try:
+            out = session.run(["clean"], {"rainy": x.float().contiguous().cpu().numpy()})[0]
+        except Exception as exc:    # ORT's errors share no base of their own; an allocation failure becomes
+            if any(m in str(exc) for m in ORT_OUT_OF_MEMORY):    # torch's, so the engine halves the call
+                raise torch.OutOfMemoryError(f"onnxruntime ran out of memory: {exc}") from exc
+            raise
         return torch.from_numpy(out).to(x.device)
     return run
 
