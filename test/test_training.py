@@ -391,6 +391,37 @@ def test_eval_cli_prints_baseline_and_writes_csv(pair_dir, tmp_path, capsys):
     assert rows[0].startswith("set,image,psnr_input") and len(rows) == 7
 
 
+def test_eval_against_an_earlier_csv_prints_the_paired_gain(pair_dir, tmp_path, capsys):
+    """The same weights against their own CSV gain exactly 0; against a CSV with every score 0.1 dB lower, +0.1
+    on every image with no spread; images that do not match are a clear error, not a mean over a mismatch."""
+    args = [str(pair_dir), "--device", "cpu"]
+    assert evaluate.main(args + ["--csv", str(tmp_path / "a.csv")]) == 0
+    capsys.readouterr()
+    assert evaluate.main(args + ["--against", str(tmp_path / "a.csv")]) == 0
+    assert f"against {tmp_path / 'a.csv'}: +0.000 dB Y-PSNR (paired standard error 0.000), 0 of 6 images higher" \
+        in capsys.readouterr().out
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    rows = [r.split(",") for r in lines[1:]]
+    lower = [lines[0]] + [",".join(r[:4] + [f"{float(r[4]) - 0.1:.4f}"] + r[5:]) for r in rows]
+    (tmp_path / "lower.csv").write_text("\n".join(lower) + "\n")
+    assert evaluate.main(args + ["--against", str(tmp_path / "lower.csv")]) == 0
+    assert "+0.100 dB Y-PSNR (paired standard error 0.000), 6 of 6 images higher" in capsys.readouterr().out
+    (tmp_path / "fewer.csv").write_text("\n".join(lines[:-1]) + "\n")
+    assert evaluate.main(args + ["--against", str(tmp_path / "fewer.csv")]) == 2
+    assert "scored different images (1 in one only" in capsys.readouterr().err
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert evaluate.main(args + ["--against", str(tmp_path / "other.csv")]) == 2
+    assert "not a CSV pcnet-eval wrote" in capsys.readouterr().err
+
+
+def test_paired_gain_standard_error_is_that_of_the_per_image_differences():
+    before = {("s", str(i)): 30.0 + i for i in range(4)}
+    now = {k: v + d for (k, v), d in zip(before.items(), [0.1, -0.1, 0.3, 0.1])}
+    g = evaluate.paired_gain(now, before)
+    assert (g.rose, g.n) == (3, 4) and g.mean == pytest.approx(0.1)
+    assert g.stderr == pytest.approx(np.std([0.1, -0.1, 0.3, 0.1], ddof=1) / 2)
+
+
 @pytest.mark.parametrize("variant, folder, held_out, margin", [
     ("light", "rain100l-train", "every 10th", 7.5),     # these 4: 25.5 -> 33.8 dB (all 20: 34.66)
     ("heavy", "pcnet-train", "every 10th", 2.0),        # these 4: 23.9 -> 26.6 dB

@@ -43,6 +43,37 @@ def summarise(scores: list[PairScore]) -> dict[str, float]:
     return {k: float(np.mean([getattr(s, k) for s in scores])) for k in keys}
 
 
+@dataclass
+class PairedGain:
+    """Y-PSNR gain of one model over another on the same images.  On 20 images a few hundredths of a dB in the
+    mean can be noise; the per-image differences say whether it is (their standard error, how many rose)."""
+    mean: float
+    stderr: float
+    rose: int
+    n: int
+
+    def __str__(self) -> str:
+        return (f"{self.mean:+.3f} dB Y-PSNR (paired standard error {self.stderr:.3f}), "
+                f"{self.rose} of {self.n} images higher")
+
+
+def paired_gain(now: dict[tuple[str, str], float], before: dict[tuple[str, str], float]) -> PairedGain:
+    """``now`` and ``before``: Y-PSNR by (set, image), as pcnet-eval's CSV holds them; the images must match."""
+    if set(now) != set(before):
+        missing = sorted(set(now) ^ set(before))
+        raise ValueError(f"the two runs scored different images ({len(missing)} in one only, e.g. "
+                         f"{missing[0][0]} {missing[0][1]}): score the same folders, split and seed")
+    d = np.array([now[k] - before[k] for k in sorted(now)])
+    stderr = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return PairedGain(float(d.mean()), stderr, int((d > 0).sum()), len(d))
+
+
+def read_scores(path: Path) -> dict[tuple[str, str], float]:
+    """The model's Y-PSNR by (set, image) from a CSV pcnet-eval wrote."""
+    with open(path, newline="") as f:
+        return {(r["set"], r["image"]): float(r["psnr_pcnet"]) for r in csv.DictReader(f)}
+
+
 def main(argv: list[str] | None = None) -> int:
     from pcnet_ros.tools.common import add_engine_args, engine_from_args, fail, ToolError
 
@@ -57,10 +88,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="score rain of this level synthesized onto the clean images instead of the folder's rain/")
     ap.add_argument("--seed", type=int, default=0, help="rain seed for --synth")
     ap.add_argument("--csv", type=Path, help="write per-image scores here")
+    ap.add_argument("--against", type=Path, metavar="CSV",
+                    help="another model's --csv on the same images: also print the per-image gain over it, "
+                         "with its paired standard error")
     add_engine_args(ap)
     args = ap.parse_args(argv)
     try:
+        before = read_scores(args.against) if args.against else None
         engine = engine_from_args(args)
+    except OSError as exc:
+        return fail("pcnet-eval", f"--against: {exc}")
+    except (KeyError, ValueError) as exc:
+        return fail("pcnet-eval", f"--against {args.against}: not a CSV pcnet-eval wrote (no {exc})")
     except ToolError as exc:
         return fail("pcnet-eval", str(exc))
     rows = []
@@ -92,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                 w.writerow([label, sc.name, f"{sc.psnr_in:.4f}", f"{sc.ssim_in:.5f}", f"{sc.psnr_out:.4f}",
                             f"{sc.ssim_out:.5f}"])
         print(f"wrote {args.csv}")
+    if before is not None:
+        try:
+            # at the CSV's precision, so that the same weights differ by exactly nothing
+            gain = paired_gain({(label, sc.name): round(sc.psnr_out, 4) for label, sc in rows}, before)
+        except ValueError as exc:
+            return fail("pcnet-eval", f"--against {args.against}: {exc}")
+        print(f"against {args.against}: {gain}")
     return 0
 
 
