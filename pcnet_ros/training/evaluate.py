@@ -95,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         before = read_scores(args.against) if args.against else None
-        engine = engine_from_args(args)
     except OSError as exc:
         return fail("pcnet-eval", f"--against: {exc}")
     except (KeyError, ValueError) as exc:
         return fail("pcnet-eval", f"--against {args.against}: not a CSV pcnet-eval wrote (no {exc})")
+    try:
+        engine = engine_from_args(args)
     except ToolError as exc:
         return fail("pcnet-eval", str(exc))
     rows = []
