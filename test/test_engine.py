@@ -1,5 +1,7 @@
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -269,8 +271,6 @@ def test_onnxruntime_running_out_of_memory_halves_the_call_like_torch(tmp_path):
     in a process of its own, on a CPU arena capped at 3 MB (registered allocators stay for the process's life):
     8 images of 64x64 need more, one fits (about 0.5-1 MB each with ORT 1.32)."""
     pytest.importorskip("onnxruntime")
-    import subprocess
-    import sys
     done = subprocess.run([sys.executable, "-c", ORT_CAPPED_ARENA], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PCNET_CACHE_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -68,10 +68,24 @@ def paired_gain(now: dict[tuple[str, str], float], before: dict[tuple[str, str],
     return PairedGain(float(d.mean()), stderr, int((d > 0).sum()), len(d))
 
 
+#: pcnet-eval's CSV columns; ``csv_row`` writes them, ``scores_by_image`` reads the model's back.
+CSV_COLUMNS = ("set", "image", "psnr_input", "ssim_input", "psnr_pcnet", "ssim_pcnet")
+
+
+def csv_row(label: str, sc: PairScore) -> dict[str, str]:
+    return dict(zip(CSV_COLUMNS, (label, sc.name, f"{sc.psnr_in:.4f}", f"{sc.ssim_in:.5f}", f"{sc.psnr_out:.4f}",
+                                  f"{sc.ssim_out:.5f}")))
+
+
+def scores_by_image(rows: Iterable[dict[str, str]]) -> dict[tuple[str, str], float]:
+    """The model's Y-PSNR by (set, image) from CSV rows, as written: the same weights then differ by exactly 0."""
+    return {(r["set"], r["image"]): float(r["psnr_pcnet"]) for r in rows}
+
+
 def read_scores(path: Path) -> dict[tuple[str, str], float]:
     """The model's Y-PSNR by (set, image) from a CSV pcnet-eval wrote."""
     with open(path, newline="") as f:
-        return {(r["set"], r["image"]): float(r["psnr_pcnet"]) for r in csv.DictReader(f)}
+        return scores_by_image(csv.DictReader(f))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,19 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<28}{len(scores):>4}  {s['psnr_in']:>8.2f}/{s['ssim_in']:.4f}  "
               f"{s['psnr_out']:>8.2f}/{s['ssim_out']:.4f}")
         rows += [(label, sc) for sc in scores]
+    table = [csv_row(label, sc) for label, sc in rows]
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["set", "image", "psnr_input", "ssim_input", "psnr_pcnet", "ssim_pcnet"])
-            for label, sc in rows:
-                w.writerow([label, sc.name, f"{sc.psnr_in:.4f}", f"{sc.ssim_in:.5f}", f"{sc.psnr_out:.4f}",
-                            f"{sc.ssim_out:.5f}"])
+            w = csv.DictWriter(f, CSV_COLUMNS)
+            w.writeheader()
+            w.writerows(table)
         print(f"wrote {args.csv}")
     if before is not None:
         try:
-            # at the CSV's precision, so that the same weights differ by exactly nothing
-            gain = paired_gain({(label, sc.name): round(sc.psnr_out, 4) for label, sc in rows}, before)
+            gain = paired_gain(scores_by_image(table), before)
         except ValueError as exc:
             return fail("pcnet-eval", f"--against {args.against}: {exc}")
         print(f"against {args.against}: {gain}")
