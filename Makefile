@@ -94,8 +94,8 @@ finetune-heavy: $(STAMP)
 	$(HEAVY_FT) --out runs/heavy_ft3 --steps 1000 --lr 1e-4 --batch 32 --patch 96 --precision $(TRAIN_PRECISION) \
 	  --ema 0.995 --init weights/pcnet_heavy.pth --bank checkpoints/heavy_ft3_last.pth
 
-# The fourth heavy cycle (it made the file shipped in the twenty-second session), from the third's file: the fine-tune's data, shares, rain mix
-# and selection at the batch and patches that moved the light weights most (128 of 128x128 as four chunks of 32,
+# The fourth heavy cycle (it made the file shipped in the twenty-second session), from the third's file: the
+# fine-tune's data, shares, rain mix and selection at the batch and patches that moved the light weights most (128 of 128x128 as four chunks of 32,
 # about 4 GB; the cycles above saw 8-32 of 96x96 for about 1 h in all), bf16 where native, the moving average
 # validated beside the weights.  Its 4 held-out pairs swing about 0.25 dB between validations, so an export needs
 # 0.05 dB more than the best.
