@@ -95,10 +95,10 @@ finetune-heavy: $(STAMP)
 	  --ema 0.995 --init weights/pcnet_heavy.pth --bank checkpoints/heavy_ft3_last.pth
 
 # The fourth heavy cycle (it made the file shipped in the twenty-second session), from the third's file: the
-# fine-tune's data, shares, rain mix and selection at the batch and patches that moved the light weights most (128 of 128x128 as four chunks of 32,
-# about 4 GB; the cycles above saw 8-32 of 96x96 for about 1 h in all), bf16 where native, the moving average
-# validated beside the weights.  Its 4 held-out pairs swing about 0.25 dB between validations, so an export needs
-# 0.05 dB more than the best.
+# fine-tune's data, shares, rain mix and selection at the batch and patches that moved the light weights most (128
+# of 128x128 as four chunks of 32, about 4 GB; the cycles above saw 8-32 of 96x96 for about 1 h in all), bf16 where
+# native, the moving average validated beside the weights.  Its 4 held-out pairs swing about 0.25 dB between
+# validations, so an export needs 0.05 dB more than the best.
 heavy-b128: $(STAMP)
 	$(FOLD)
 	$(HEAVY_CYCLE) --out runs/heavy_b128p128 --steps 1000 --batch 128 --patch 128 \
