@@ -239,6 +239,7 @@ def test_a_call_that_runs_out_of_memory_is_halved_until_it_fits_and_the_size_rem
         torch.testing.assert_close(e.forward_tensor(x), whole, atol=1e-5, rtol=0)
         assert calls == [12, 6, 3, 3, 3, 3] and e.pass_cap == {(32, 64): 3}
         assert "running 6 at a time" in caplog.text and "running 3 at a time" in caplog.text
+        assert "out of cpu memory at 12 images of 64x32 a call" in caplog.text     # names the device that ran out
         calls.clear()
         e.forward_tensor(x)
         assert calls == [3, 3, 3, 3]                       # remembered: no failed call first

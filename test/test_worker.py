@@ -201,7 +201,7 @@ def test_diagnostics_warn_when_the_gpu_runs_out_of_memory_and_show_the_smaller_c
     assert len(engine.derain_batch(frames)) == 2                 # 4 images (2 frames x 2 views) as two calls
     *_, ph, pw = DerainEngine.input_shape(1, *frames[0].shape[:2])
     size = f"{pw}x{ph}"
-    assert status() == (DiagnosticStatus.WARN, "out of GPU memory: fewer images a model call", f"{size}: 2")
+    assert status() == (DiagnosticStatus.WARN, "out of memory: fewer images a model call", f"{size}: 2")
     assert status() == (DiagnosticStatus.OK, "ok", f"{size}: 2")    # nothing new since
 
 

@@ -225,8 +225,8 @@ class DerainEngine:
 
     def _run_capped(self, x: torch.Tensor) -> torch.Tensor:
         """The model on N padded images, in calls of at most ``pass_cap`` for their size.  A call that runs out of
-        GPU memory is halved and retried, and the smaller size kept for that frame size; a single image that does
-        not fit raises, as before."""
+        memory (a GPU's, or an ONNX Runtime arena's) is halved and retried, and the smaller size kept for that frame
+        size; a single image that does not fit raises, as before."""
         key = (x.shape[-2], x.shape[-1])
         while True:
             cap = self.pass_cap.get(key, x.shape[0])
@@ -239,8 +239,8 @@ class DerainEngine:
             self.pass_cap[key] = cap // 2
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            log.warning("out of GPU memory at %d images of %dx%d a call: running %d at a time from now on",
-                        cap, key[1], key[0], cap // 2)
+            log.warning("out of %s memory at %d images of %dx%d a call: running %d at a time from now on",
+                        self.device.type, cap, key[1], key[0], cap // 2)
 
     def release_cached_memory(self) -> None:
         """Give cached device memory and freed heap back (after an error, or when the input size changes)."""

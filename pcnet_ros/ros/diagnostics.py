@@ -15,12 +15,12 @@ class CameraHealth:
                subscribed: bool, warming_up: bool = False,
                pass_cap: dict[tuple[int, int], int] | None = None) -> DiagnosticStatus:
         """``pass_cap``: the engine's images-per-call limits by padded H, W; one that is new or lower since the
-        last status turns it WARN, and ``images_per_call`` shows them all, so a GPU short of memory is seen where
-        the other health signals are, not only in the log."""
+        last status turns it WARN, and ``images_per_call`` shows them all, so a device short of memory (a GPU, or
+        an ONNX Runtime arena) is seen where the other health signals are, not only in the log."""
         caps = dict(pass_cap or {})
         level, words = DiagnosticStatus.OK, ["warming up (frames wait)"] if warming_up else []
         if any(n < self._caps.get(size, n + 1) for size, n in caps.items()):
-            level, words = DiagnosticStatus.WARN, words + ["out of GPU memory: fewer images a model call"]
+            level, words = DiagnosticStatus.WARN, words + ["out of memory: fewer images a model call"]
         self._caps = caps
         if snapshot["errors"] > self._last["errors"]:
             level, words = DiagnosticStatus.ERROR, words + ["frames failed (decode, inference or publish)"]
