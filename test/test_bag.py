@@ -83,6 +83,33 @@ def test_storage_can_change(tmp_path, tiny_model, frames):
 
 
 @pytest.mark.parametrize("storage, pattern", [("sqlite3", "*.db3"), ("mcap", "*.mcap")])
+def test_output_is_stored_as_the_input_even_where_a_topic_is_named_for_the_other(tmp_path, tiny_model, frames,
+                                                                                 storage, pattern):
+    """The storage comes from the metadata's storage_identifier: a search of its text for "mcap" once wrote this
+    sqlite3 bag as MCAP."""
+    src = write_image_bag(frames[:2], tmp_path / "in", topic="/mcap_bridge/sqlite3/image_raw", storage=storage)
+    bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False)
+    assert bagio.storage_of(tmp_path / "out") == storage
+    assert list((tmp_path / "out").glob(pattern)) and len(_read(tmp_path / "out")) == 4
+
+
+@pytest.mark.parametrize("storage, pattern", [("sqlite3", "*.db3"), ("mcap", "*.mcap")])
+def test_a_lone_bag_file_is_derained_into_a_bag_of_its_storage(tmp_path, tiny_model, frames, storage, pattern):
+    """An .mcap file as a recorder or Foxglove hands it over, with no metadata.yaml beside it."""
+    folder = write_image_bag(frames[:3], tmp_path / "in", storage=storage)
+    with Reader(folder) as r:
+        hashes = {c.topic: c.digest for c in r.connections}
+    [data] = list(folder.glob(pattern))
+    lone = data.rename(tmp_path / data.name)
+    counts = bag.derain_bag(lone, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False)
+    assert counts == {"copied": 4, "derained": 3, "skipped": 0}
+    assert list((tmp_path / "out").glob(pattern))
+    assert len(_read(tmp_path / "out")["/camera/image_raw/derained"]) == 3
+    with Reader(tmp_path / "out") as r:     # the copies' type hashes as the recorder's, computed where none came
+        assert {c.topic: c.digest for c in r.connections if c.topic in hashes} == hashes
+
+
+@pytest.mark.parametrize("storage, pattern", [("sqlite3", "*.db3"), ("mcap", "*.mcap")])
 def test_truncated_bag_fails_clearly_and_writes_nothing(tmp_path, tiny_model, rng, storage, pattern):
     big = [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(20)]
     src = write_image_bag(big, tmp_path / "in", storage=storage)

@@ -23,8 +23,8 @@ from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, resid
 from pcnet_ros.imageio import header_shape, shape_of
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
-from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, open_reader,
-                                   read_messages, serialize_image, storage_of, typestore)
+from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, copy_connection, IMAGE_TYPE, IMAGE_TYPES,
+                                   open_reader, read_messages, serialize_image, storage_of, typestore)
 from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, inference_failed, OK,
                                     PARTIAL, ToolBudget, ToolError, whole)
 
@@ -78,10 +78,7 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
         with bag_writer(tmp, storage or storage_of(src)) as writer:
             out_conns, derived = {}, {}
             for c in reader.connections:
-                out_conns[c.id] = writer.add_connection(
-                    c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
-                    serialization_format=c.ext.serialization_format,
-                    offered_qos_profiles=c.ext.offered_qos_profiles)
+                out_conns[c.id] = copy_connection(writer, c)
             for c in image_conns:
                 clean_topic, residue_topic = _outputs_of(c.topic, c.msgtype)
                 kinds = {"derained": clean_topic, **({"rain_residue": residue_topic} if residue else {})}
@@ -192,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="exit status: 0 all derained, 1 some images skipped, 2 usage or input error "
                                         "(nothing written)")
-    ap.add_argument("input", type=Path, help="rosbag2 folder (sqlite3 or mcap)")
+    ap.add_argument("input", type=Path, help="rosbag2 folder (sqlite3 or mcap), or a lone .mcap or .db3 file")
     ap.add_argument("output", type=Path, help="new bag folder (must not exist)")
     ap.add_argument("--topics", nargs="*", help="image topics to derain (default: all sensor_msgs/Image)")
     ap.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: as the input)")

@@ -33,11 +33,35 @@ def serialize_image(store, array: np.ndarray, encoding: str, header) -> bytes:
     return store.serialize_cdr(store.types[IMAGE_TYPE](header=header, **fields), IMAGE_TYPE)
 
 
+def copy_connection(writer, conn):
+    """A connection of ``writer`` for the messages of a reader's ``conn``, with the bag's own message definition.
+
+    A lone MCAP file keeps no type hashes (they live in a folder's metadata.yaml), so one missing is computed from
+    that definition, as ``rosbags.convert`` does, rather than from this release's types.
+    """
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg, get_typestore, Stores
+
+    rihs01 = conn.digest
+    if not rihs01:
+        own = get_typestore(Stores.EMPTY)
+        own.register(get_types_from_idl(conn.msgdef.data) if conn.msgdef.format == MessageDefinitionFormat.IDL
+                     else get_types_from_msg(conn.msgdef.data, conn.msgtype))
+        rihs01 = own.hash_rihs01(conn.msgtype)
+    return writer.add_connection(conn.topic, conn.msgtype, msgdef=conn.msgdef.data, rihs01=rihs01,
+                                 serialization_format=conn.ext.serialization_format,
+                                 offered_qos_profiles=conn.ext.offered_qos_profiles)
+
+
 def storage_of(path: Path) -> str:
-    meta = path / "metadata.yaml"
-    if meta.is_file() and "mcap" in meta.read_text():
-        return "mcap"
-    return "sqlite3"
+    """How a readable bag is stored: its metadata's ``storage_identifier``, or a lone file's suffix. (Searching the
+    metadata's text for "mcap" once took a sqlite3 bag with an ``/mcap_bridge/...`` topic for MCAP.)"""
+    if path.is_file():
+        return "mcap" if path.suffix == ".mcap" else "sqlite3"
+    import yaml
+
+    info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    return "mcap" if info["storage_identifier"] == "mcap" else "sqlite3"
 
 
 def open_reader(path: Path):
