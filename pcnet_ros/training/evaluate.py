@@ -73,6 +73,7 @@ CSV_COLUMNS = ("set", "image", "psnr_input", "ssim_input", "psnr_pcnet", "ssim_p
 
 
 def csv_row(label: str, sc: PairScore) -> dict[str, str]:
+    """One image's scores as ``--csv`` writes them, rounded as ``--against`` reads them back: one format for both."""
     return dict(zip(CSV_COLUMNS, (label, sc.name, f"{sc.psnr_in:.4f}", f"{sc.ssim_in:.5f}", f"{sc.psnr_out:.4f}",
                                   f"{sc.ssim_out:.5f}")))
 
