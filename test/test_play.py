@@ -41,6 +41,14 @@ def test_play_errors(tmp_path):
     assert proc.returncode == 2 and "no bag at" in proc.stderr
 
 
+@pytest.mark.parametrize("loop", [[], ["--loop"]])
+def test_a_bag_with_topics_but_no_messages_is_refused_not_looped_forever(tmp_path, loop):
+    src = write_image_bag([], tmp_path / "bag")          # the topics are declared, nothing was recorded on them
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(src), "--wait", "0", "--delay", "0",
+                           *loop], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no messages to play in" in proc.stderr, proc.stderr
+
+
 def test_a_damaged_bag_stops_play_with_one_line(tmp_path, rng):
     """A recording with a zeroed stretch (a bad sector, a pulled card) plays what it can read, then says where it
     stopped; rosbags' MCAP reader itself just ends there, and play once said 'published 9 messages', status 0."""

@@ -75,7 +75,7 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
         time.sleep(max(0.0, delay))
         sent = 0
         while True:
-            t_wall0, t_bag0 = time.monotonic(), None
+            t_wall0, t_bag0, sent_before = time.monotonic(), None, sent
             for conn, stamp, raw in read_messages(reader, bag_path):
                 if conn.id not in pubs:
                     continue
@@ -94,6 +94,8 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
                 sent += 1
                 if on_publish is not None:
                     on_publish(conn.topic, msg)
+            if sent == sent_before:     # with --loop, this pass would repeat, empty, forever
+                raise BagError(f"no messages to play in {bag_path}" + (f" on topics {topics}" if topics else ""))
             if not loop or not rclpy.ok(context=node.context):
                 _wait_for_acks(waited)
                 return sent
