@@ -36,6 +36,31 @@ def test_single_file_and_glob(tmp_path, rng):
     assert [p.name for p in (tmp_path / "g").iterdir()] == ["b.jpg"]
 
 
+def test_a_glob_over_camera_folders_keeps_frames_of_one_name_apart(tmp_path, rng):
+    """cam_front/0001.png and cam_rear/0001.png once both went to OUT/0001.png: the rear frame overwrote the front."""
+    frames = {cam: rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8) for cam in ("cam_front", "cam_rear")}
+    for cam, img in frames.items():
+        _write(tmp_path / "drive" / cam / "0001.png", img)
+    assert derain.main([str(tmp_path / "drive" / "*" / "0001.png"), str(tmp_path / "out"), "--random-weights",
+                        "--backend", "eager", "--residue", "--device", "cpu"]) == 0
+    outs = {cam: cv2.imread(str(tmp_path / "out" / cam / "0001.png")) for cam in frames}
+    assert all((tmp_path / "out" / cam / "0001_residue.png").is_file() for cam in frames)
+    assert not np.array_equal(outs["cam_front"], outs["cam_rear"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cam_front", "cam_rear"]
+
+
+def test_two_inputs_that_would_write_one_file_are_refused_before_any_work(tmp_path, capsys, rng):
+    _write(tmp_path / "in" / "a.png", rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8))
+    _write(tmp_path / "in" / "a.jpg", rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8))
+    args = [str(tmp_path / "in"), str(tmp_path / "out"), "--random-weights", "--backend", "eager"]
+    assert derain.main(args + ["--residue"]) == 2
+    err = capsys.readouterr().err
+    assert "would both write" in err and "a_residue.png" in err, err
+    assert not (tmp_path / "out").exists()
+    assert derain.main(args) == 0                   # without --residue the two clean images have their own names
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "a.png"]
+
+
 def test_max_side_derains_a_large_image_downscaled_at_full_size(tmp_path, rng):
     from pcnet_ros.core.weights import build_model
     from pcnet_ros.imageio import read_any

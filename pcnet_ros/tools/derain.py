@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import os
 from pathlib import Path
 import sys
 
@@ -33,16 +34,36 @@ def collect_inputs(spec: str) -> list[Path]:
     return sorted((q for q in found if q.is_file() and is_image(q)), key=natural_key)
 
 
-def plan_outputs(inputs: list[Path], spec: str, output: Path) -> dict[Path, Path]:
-    """Input -> clean output path; refuses outputs that are files where a folder is needed or hit an input."""
+#: What ``--residue`` and ``--compare`` add to an output's stem.
+RESIDUE_SUFFIX, COMPARE_SUFFIX = "_residue.png", "_compare.jpg"
+
+
+def files_written(dst: Path, residue: bool, compare: bool) -> list[Path]:
+    """Every file one input writes: its clean image at ``dst``, then its residue and comparison if asked for."""
+    return [dst] + [dst.with_name(dst.stem + suffix) for suffix, on in ((RESIDUE_SUFFIX, residue),
+                                                                        (COMPARE_SUFFIX, compare)) if on]
+
+
+def plan_outputs(inputs: list[Path], spec: str, output: Path, residue: bool = True,
+                 compare: bool = True) -> dict[Path, Path]:
+    """Input -> clean output path. Inputs from several folders (a glob) keep their folders below the one they share,
+    so that cam_front/0001.png and cam_rear/0001.png both survive. Refuses, before any work, an output that is a
+    file where a folder is needed, and two inputs, or an input and an output, that would be the same file
+    (a.png and a.jpg write one a_residue.png)."""
     single = len(inputs) == 1 and Path(spec).is_file() and is_image(output) and not output.is_dir()
     if not single and output.exists() and not output.is_dir():
         raise ToolError(f"output {output} is an existing file; give a folder for {len(inputs)} input image(s)")
-    plan = {src: output if single else output / src.name for src in inputs}
-    targets = {}
+    if single:
+        plan = {inputs[0]: output}
+    else:
+        root = Path(os.path.commonpath([src.absolute().parent for src in inputs]))
+        plan = {src: output / src.absolute().relative_to(root) for src in inputs}
+    targets: dict[Path, Path] = {}
     for src, dst in plan.items():
-        for path in (dst, dst.with_name(dst.stem + "_residue.png"), dst.with_name(dst.stem + "_compare.jpg")):
-            targets[path.resolve()] = src
+        for path in files_written(dst, residue, compare):
+            other = targets.setdefault(path.resolve(), src)
+            if other != src:
+                raise ToolError(f"{other} and {src} would both write {path}; derain them into separate folders")
     clash = [src for src in inputs if src.resolve() in targets]
     if clash:
         raise ToolError(f"writing to {output} would overwrite input {clash[0]}; choose another output folder")
@@ -58,23 +79,23 @@ def engine_input_check(img: np.ndarray) -> np.ndarray:
 
 
 def write_outputs(img: np.ndarray, res, dst: Path, args: argparse.Namespace) -> None:
-    write_image(dst, res.clean)
     residue = residue_to_image(res.residue, img.dtype, args.residue_mode)
-    if args.residue:
-        write_image(dst.with_name(dst.stem + "_residue.png"), residue)
-    if args.compare:
-        strip = side_by_side([img, res.clean, amplify(residue)], ["rainy", "PCNet clean", "rain residue x4"])
-        write_image(dst.with_name(dst.stem + "_compare.jpg"), strip)
+    images = [res.clean] + ([residue] if args.residue else []) + (
+        [side_by_side([img, res.clean, amplify(residue)], ["rainy", "PCNet clean", "rain residue x4"])]
+        if args.compare else [])
+    for path, image in zip(files_written(dst, args.residue, args.compare), images, strict=True):
+        write_image(path, image)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pcnet-derain", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", help="image file, folder, or quoted glob such as 'frames/*.jpg'")
-    ap.add_argument("output", type=Path, help="output folder (or an image path when the input is one file)")
-    ap.add_argument("--residue", action="store_true", help="also write NAME_residue.png")
+    ap.add_argument("output", type=Path, help="output folder (or an image path when the input is one file); a glob "
+                    "over several folders keeps them as subfolders")
+    ap.add_argument("--residue", action="store_true", help=f"also write NAME{RESIDUE_SUFFIX}")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
-    ap.add_argument("--compare", action="store_true", help="also write NAME_compare.jpg: rainy | clean | residue")
+    ap.add_argument("--compare", action="store_true", help=f"also write NAME{COMPARE_SUFFIX}: rainy | clean | residue")
     add_engine_args(ap, random_weights=True, max_side=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -83,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if not inputs:
         return fail("pcnet-derain", f"no images found at '{args.input}'")
     try:
-        plan = plan_outputs(inputs, args.input, args.output)
+        plan = plan_outputs(inputs, args.input, args.output, args.residue, args.compare)
         engine = engine_from_args(args)
     except ToolError as exc:
         return fail("pcnet-derain", str(exc))
