@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import get_typestore, Stores
+import torch
 
 from conftest import assert_same_to_a_grey_level, file_size_limit, ROOT, zero_a_stretch
 from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.core.model import PCNet
 from pcnet_ros.ros import image_codec
 from pcnet_ros.tools import bag, bagio
 from pcnet_ros.tools.image_bag import write_image_bag
@@ -31,7 +33,7 @@ def test_derain_bag_keeps_everything_and_adds_topics(tmp_path, tiny_model, frame
     src = write_image_bag(frames, tmp_path / "in", fps=5, storage=storage)
     engine = DerainEngine(tiny_model, device="cpu")
     counts = bag.derain_bag(src, tmp_path / "out", engine, progress=False)
-    assert counts == {"copied": 14, "derained": 12, "skipped": 0}
+    assert counts == {"copied": 14, "derained": 12, "skipped": 0, "replaced": 0}
     before, after = _read(src), _read(tmp_path / "out")
     assert set(after) == {"/camera/image_raw", "/demo/note", "/camera/image_raw/derained",
                           "/camera/image_raw/rain_residue"}
@@ -102,11 +104,46 @@ def test_a_lone_bag_file_is_derained_into_a_bag_of_its_storage(tmp_path, tiny_mo
     [data] = list(folder.glob(pattern))
     lone = data.rename(tmp_path / data.name)
     counts = bag.derain_bag(lone, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False)
-    assert counts == {"copied": 4, "derained": 3, "skipped": 0}
+    assert counts == {"copied": 4, "derained": 3, "skipped": 0, "replaced": 0}
     assert list((tmp_path / "out").glob(pattern))
     assert len(_read(tmp_path / "out")["/camera/image_raw/derained"]) == 3
     with Reader(tmp_path / "out") as r:     # the copies' type hashes as the recorder's, computed where none came
         assert {c.topic: c.digest for c in r.connections if c.topic in hashes} == hashes
+
+
+def test_a_bag_that_already_has_the_outputs_is_refused_or_they_are_replaced(tmp_path, tiny_model, frames, capsys):
+    """pcnet-bag on its own output (or on a recording of pcnet_node's topics) once died in rosbags with a
+    traceback and exit status 1, which says "some frames skipped"."""
+    first = DerainEngine(tiny_model, device="cpu")
+    once = tmp_path / "once"
+    bag.derain_bag(write_image_bag(frames[:4], tmp_path / "in"), once, first, progress=False)
+    assert bag.main([str(once), str(tmp_path / "refused"), "--device", "cpu", "--backend", "eager"]) == 2
+    err = capsys.readouterr().err
+    assert "already has /camera/image_raw/derained, /camera/image_raw/rain_residue" in err, err
+    assert "--replace-outputs" in err and "Traceback" not in err
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "refused.partial").exists()
+
+    torch.manual_seed(1)                                       # other weights, as a user trying a new file would
+    second = DerainEngine(PCNet(n_feat=16, num_crb=2, num_rcab=1).eval(), device="cpu")
+    counts = bag.derain_bag(once, tmp_path / "twice", second, progress=False, replace_outputs=True)
+    assert counts == {"copied": 4 + 1, "derained": 4, "skipped": 0, "replaced": 8}
+    before, after = _read(once), _read(tmp_path / "twice")
+    assert set(after) == set(before)                           # the outputs are not derained again, nor doubled
+    for (t_in, m_in), (t_out, m_out) in zip(before["/camera/image_raw"], after["/camera/image_raw/derained"]):
+        rainy, _ = image_codec.decode(m_in)
+        clean, _ = image_codec.decode(m_out)
+        assert t_out == t_in and m_out.header == m_in.header
+        assert_same_to_a_grey_level(clean, second.derain(rainy).clean)
+    assert len(after["/camera/image_raw/derained"]) == 4
+
+
+def test_a_derained_topic_is_derained_again_only_when_named(tmp_path, tiny_model, frames):
+    engine = DerainEngine(tiny_model, device="cpu")
+    once = tmp_path / "once"
+    bag.derain_bag(write_image_bag(frames[:2], tmp_path / "in"), once, engine, progress=False)
+    bag.derain_bag(once, tmp_path / "out", engine, topics=["/camera/image_raw/derained"], progress=False)
+    again = {"/camera/image_raw/derained/derained", "/camera/image_raw/derained/rain_residue"}
+    assert set(_read(tmp_path / "out")) == set(_read(once)) | again
 
 
 @pytest.mark.parametrize("storage, pattern", [("sqlite3", "*.db3"), ("mcap", "*.mcap")])
@@ -225,7 +262,7 @@ def test_compressed_topics_from_real_jpeg_frames(tmp_path, tiny_model, storage):
     jpegs = load_files(shared_or_skip("real-rain-video", "rb2"), limit=5)
     src = write_image_bag(jpegs, tmp_path / "in", topic="/cam/image_raw/compressed", fps=5, storage=storage)
     counts = bag.derain_bag(src, tmp_path / "out", DerainEngine(tiny_model, device="cpu"), progress=False, batch=2)
-    assert counts == {"copied": 5 + 1, "derained": 5, "skipped": 0}
+    assert counts == {"copied": 5 + 1, "derained": 5, "skipped": 0, "replaced": 0}
     out = _read(tmp_path / "out")
     rainy, clean, residue = (out[t] for t in ("/cam/image_raw/compressed", "/cam/image_raw/derained/compressed",
                                               "/cam/image_raw/rain_residue/compressed"))
@@ -260,7 +297,7 @@ def test_frames_over_the_memory_budget_are_skipped_before_decoding(tmp_path, tin
                           topic="/c/image_raw/compressed")
     engine = DerainEngine(tiny_model, device="cpu")
     counts = bag.derain_bag(src, tmp_path / "out", engine, progress=False, budget=ToolBudget(mb=64))
-    assert counts == {"copied": 3 + 1, "derained": 2, "skipped": 1}
+    assert counts == {"copied": 3 + 1, "derained": 2, "skipped": 1, "replaced": 0}
     assert "skipped (20000x20000 would need about" in capsys.readouterr().out
     assert len(_read(tmp_path / "out")["/c/image_raw/derained/compressed"]) == 2
 

@@ -48,37 +48,60 @@ class _Pending:
         return arr.shape, arr.dtype.str, bgr
 
 
+def _to_derain(reader, src: Path, topics: list[str] | None, replace: bool) -> tuple[list, set[str]]:
+    """The image connections to derain, and the topics of the bag to leave out of the copy.
+
+    By default an image topic that is another's output (``T/derained`` beside ``T``: a recording of pcnet_node, or
+    pcnet-bag's own output) is not derained again. An output topic the bag already has is refused, or with
+    ``replace`` left out of the copy so that new ones take its place: a bag never gets one topic twice.
+    """
+    images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
+    if topics:
+        chosen = [c for c in images if c.topic in topics]
+        missing = set(topics) - {c.topic for c in chosen}
+        if missing:
+            raise BagError(f"image topics not in bag {src}: {sorted(missing)}")
+    else:
+        outputs = {t for c in images for t in _outputs_of(c.topic, c.msgtype)}
+        chosen = [c for c in images if c.topic not in outputs]
+    if not chosen:
+        raise BagError(f"bag {src} has no {' or '.join(IMAGE_TYPES)} topics to derain" if reader.message_count
+                       else f"bag {src} is empty")
+    present = {c.topic for c in reader.connections}
+    clash = sorted(present & {t for c in chosen for t in _outputs_of(c.topic, c.msgtype)})
+    if clash and not replace:
+        raise BagError(f"bag {src} already has {', '.join(clash)}, which pcnet-bag would write (a recording of "
+                       "pcnet_node's output, or pcnet-bag's own): --replace-outputs writes new ones in their place")
+    return chosen, set(clash)
+
+
 def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | None = None,
                storage: str | None = None, residue: bool = True, residue_mode: str = "positive",
                progress: bool = True, batch: int = 4, jpeg_quality: int = 90, max_side: int = 0,
-               budget: ToolBudget = ToolBudget(mb=float("inf"))) -> dict[str, int]:
+               budget: ToolBudget = ToolBudget(mb=float("inf")), replace_outputs: bool = False) -> dict[str, int]:
     """Write ``dst`` = ``src`` + derained (and residue) topics, in the input's message type. Returns counts.
 
     ``sensor_msgs/Image`` topics T gain ``T/derained`` and ``T/rain_residue``; ``CompressedImage`` topics
     ``B/compressed`` gain ``B/derained/compressed`` (JPEG) and ``B/rain_residue/compressed`` (PNG).
     Consecutive frames of one topic and size run ``batch`` at a time; frames longer than ``max_side`` (if set)
     run downscaled, one at a time, and come out full size. Frames over ``budget`` (host memory; no limit by
-    default) are skipped before they are decoded, and a batch is run before it would outgrow it.
+    default) are skipped before they are decoded, and a batch is run before it would outgrow it. Output topics
+    the input already has: see :func:`_to_derain`; with ``replace_outputs`` their old messages count as replaced.
     """
     if dst.exists():
         raise BagError(f"output {dst} already exists; remove it or choose another name")
     store = typestore()
     reader = open_reader(src)
     tmp = dst.with_name(dst.name + ".partial")
-    counts = {"copied": 0, "derained": 0, "skipped": 0}
+    counts = {"copied": 0, "derained": 0, "skipped": 0, "replaced": 0}
     try:
-        image_conns = [c for c in reader.connections if c.msgtype in IMAGE_TYPES and (not topics or c.topic in topics)]
-        if topics and {c.topic for c in image_conns} != set(topics):
-            missing = set(topics) - {c.topic for c in image_conns}
-            raise BagError(f"image topics not in bag {src}: {sorted(missing)}")
-        if not image_conns:
-            raise BagError(f"bag {src} has no {' or '.join(IMAGE_TYPES)} topics to derain" if reader.message_count
-                           else f"bag {src} is empty")
+        image_conns, replaced = _to_derain(reader, src, topics, replace_outputs)
         shutil.rmtree(tmp, ignore_errors=True)
         with bag_writer(tmp, storage or storage_of(src)) as writer:
             out_conns, derived = {}, {}
             for c in reader.connections:
-                out_conns[c.id] = copy_connection(writer, c)
+                if c.topic not in replaced:
+                    out_conns[c.id] = copy_connection(writer, c)
             for c in image_conns:
                 clean_topic, residue_topic = _outputs_of(c.topic, c.msgtype)
                 kinds = {"derained": clean_topic, **({"rain_residue": residue_topic} if residue else {})}
@@ -111,9 +134,12 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
             bar = progress_bar(total=reader.message_count, unit="msg", desc="pcnet-bag", disable=not progress)
             try:
                 for conn, stamp, raw in read_messages(reader, src):
+                    bar.update(1)
+                    if conn.id not in out_conns:
+                        counts["replaced"] += 1
+                        continue
                     writer.write(out_conns[conn.id], stamp, raw)
                     counts["copied"] += 1
-                    bar.update(1)
                     if conn.id not in derived:
                         continue
                     try:
@@ -191,9 +217,13 @@ def main(argv: list[str] | None = None) -> int:
                                         "(nothing written)")
     ap.add_argument("input", type=Path, help="rosbag2 folder (sqlite3 or mcap), or a lone .mcap or .db3 file")
     ap.add_argument("output", type=Path, help="new bag folder (must not exist)")
-    ap.add_argument("--topics", nargs="*", help="image topics to derain (default: all sensor_msgs/Image)")
+    ap.add_argument("--topics", nargs="*", help="image topics to derain (default: every Image and CompressedImage "
+                    "topic that is not the output of another in the bag)")
     ap.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: as the input)")
     ap.add_argument("--no-residue", action="store_true", help="do not write rain_residue topics")
+    ap.add_argument("--replace-outputs", action="store_true",
+                    help="where the bag already has the topics pcnet-bag writes (a recording of pcnet_node's output), "
+                         "leave the old ones out and write new ones in their place (default: refuse)")
     ap.add_argument("--residue-mode", choices=RESIDUE_MODES, default="positive")
     ap.add_argument("--jpeg-quality", type=whole(*image_codec.JPEG_QUALITY_RANGE), default=90,
                     help="for derained CompressedImage topics")
@@ -204,11 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         counts = derain_bag(args.input, args.output, engine, args.topics, args.storage,
                             not args.no_residue, args.residue_mode, batch=args.batch or engine.default_batch,
                             jpeg_quality=args.jpeg_quality, max_side=args.max_side,
-                            budget=budget_from_args(args, engine))
+                            budget=budget_from_args(args, engine), replace_outputs=args.replace_outputs)
     except (BagError, ToolError) as exc:
         return fail("pcnet-bag", f"{exc}; nothing was written to {args.output}")
     print(f"wrote {args.output}: {counts['copied']} messages copied, {counts['derained']} images derained"
-          + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
+          + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
+          + (f", {counts['replaced']} old output messages replaced" if counts["replaced"] else ""))
     return PARTIAL if counts["skipped"] else OK
 
 
