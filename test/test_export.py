@@ -50,6 +50,23 @@ def test_a_dynamic_onnx_graph_matches_torch_and_runs_any_multiple_of_four(tmp_pa
         assert clean.shape == shape
 
 
+@pytest.mark.parametrize("fmt, name", [("onnx", "pcnet.onnx"), ("openvino", "pcnet.xml")])
+def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, capsys, monkeypatch, fmt, name):
+    """A graph that does not match torch once stayed on disk beside the error, where a launch file would load it."""
+    pytest.importorskip("onnxruntime" if fmt == "onnx" else "openvino")
+    from pcnet_ros.core.model import PCNet
+
+    torch.manual_seed(0)
+    small = PCNet(num_crb=1, num_rcab=1).eval()
+    monkeypatch.setattr(export, "build_model", lambda weights: (small, {"step": 7}))
+    monkeypatch.setenv("PCNET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(export, "TOLERANCE", {False: -1.0, True: -1.0})   # any difference at all fails the check
+    assert export.main(["--format", fmt, "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "differs from torch by" in err and "nothing was written" in err, err
+    assert list(tmp_path.glob("pcnet*")) == []
+
+
 def test_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export.main(["--out", str(tmp_path / "x.onnx"), "--size", "30x30"])    # not multiples of 4

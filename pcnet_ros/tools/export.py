@@ -60,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
                 data = export.onnx_bytes(model, dynamic=args.size is None, height=h, width=w, fp16=args.fp16)
         except ImportError as exc:
             return fail("pcnet-export", str(exc))
-        try:
-            atomic_write(args.out, lambda tmp: tmp.write_bytes(data))
-        except OSError as exc:
-            return fail("pcnet-export", f"cannot write {args.out}: {exc}")
-        diff = export.check_onnx(data, model, h, w, fp16=args.fp16)
+        diff = export.check_onnx(data, model, h, w, fp16=args.fp16)     # checked before it is written
         checked = "ONNX Runtime"
+        if diff <= TOLERANCE[args.fp16]:
+            try:
+                atomic_write(args.out, lambda tmp: tmp.write_bytes(data))
+            except OSError as exc:
+                return fail("pcnet-export", f"cannot write {args.out}: {exc}")
     else:
         if args.fp16:
             return fail("pcnet-export", "--fp16 applies to ONNX; OpenVINO chooses precision at compile time")
@@ -78,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
             return fail("pcnet-export", f"cannot write {args.out}: {exc}")
         diff = export.check_openvino(args.out, model, h, w)
         checked = "OpenVINO"
+        if diff > TOLERANCE[args.fp16]:       # no IR that failed its check is left where a user would load it
+            args.out.unlink(missing_ok=True)
+            args.out.with_suffix(".bin").unlink(missing_ok=True)
     limit = TOLERANCE[args.fp16]
+    if diff > limit:
+        return fail("pcnet-export", f"exported graph differs from torch by {diff:.2e} > {limit:.0e} on a {h}x{w} "
+                                    f"frame ({checked}); nothing was written to {args.out}")
     shape = f"{h}x{w}" if args.size else "dynamic N, H, W"
     print(f"wrote {args.out} ({shape}, {'fp16' if args.fp16 else 'fp32'}, weights step {meta.get('step', '?')}); "
           f"{checked} vs torch on a {h}x{w} frame: max |diff| {diff:.2e} (limit {limit:.0e})")
-    if diff > limit:
-        return fail("pcnet-export", f"exported graph differs from torch by {diff:.2e} > {limit:.0e}")
     return OK
 
 
