@@ -22,3 +22,18 @@ def test_demo_runs_end_to_end(tmp_path):
     with Reader(out / "derained_bag") as r:
         counts = {c.topic: c.msgcount for c in r.connections}
     assert counts["/camera1/image_raw/derained"] >= 1 and counts["/camera2/image_raw/rain_residue"] >= 1
+
+    # Run again into the same folder with fewer frames: the bags are this run's, not the first run's.
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.demo", "--out", str(out), "--frames", str(frames),
+                           "--limit", "3", "--rate", "0.5", "--device", "cpu"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with Reader(out / "bag_ra1") as r:
+        assert r.message_count == 3
+        played = {t for _, t, _ in r.messages()}
+    with Reader(out / "derained_bag") as r:
+        derained = [t for c, t, _ in r.messages() if c.topic == "/camera1/image_raw/derained"]
+        recorded = r.message_count
+    assert derained and set(derained) <= played
+    assert f"recorded {recorded} output messages" in proc.stdout
+    assert not (out / "derained_bag.partial").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import shutil
 import statistics
 import sys
 import threading
@@ -34,13 +35,14 @@ CAMERAS = {"/camera1/image_raw": "ra1", "/camera2/image_raw": "rb2"}
 
 
 def build_demo_bag(frames_root: Path, out: Path, fps: float, limit: int) -> dict[str, list[np.ndarray]]:
-    """One bag per camera clip, played side by side; returns the frames per topic."""
+    """One bag per camera clip, played side by side; returns the frames per topic. Written afresh on every run:
+    a bag kept from a run with another --limit or --fps once played frames the pictures did not match."""
     clips = {}
     for topic, clip in CAMERAS.items():
         clips[topic] = load_frames(frames_root / clip, limit=limit)
         bag = out / f"bag_{clip}"
-        if not bag.exists():
-            write_image_bag(clips[topic], bag, topic=topic, fps=fps, frame_id=clip, note=False)
+        shutil.rmtree(bag, ignore_errors=True)
+        write_image_bag(clips[topic], bag, topic=topic, fps=fps, frame_id=clip, note=False)
     return clips
 
 
@@ -70,16 +72,22 @@ def _stamp(msg) -> int:
 
 
 def write_output_bag(recorder: Recorder, out: Path) -> int:
+    """This run's outputs, in place of an earlier run's bag only once complete (an earlier run's bag once stayed,
+    and this run's outputs went unrecorded)."""
     from rclpy.serialization import serialize_message
 
     store = typestore()
     n = 0
-    with bag_writer(out, "mcap") as writer:
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with bag_writer(tmp, "mcap") as writer:
         for topic, items in recorder.msgs.items():
             conn = writer.add_connection(topic, IMAGE_TYPE, typestore=store)
             for _, msg in items:
                 writer.write(conn, _stamp(msg), serialize_message(msg))
                 n += 1
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
     return n
 
 
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         log.close()
 
     print("[4/4] writing outputs", flush=True)
-    n = write_output_bag(recorder, args.out / "derained_bag") if not (args.out / "derained_bag").exists() else 0
+    n = write_output_bag(recorder, args.out / "derained_bag")
     sheet, video = pictures(clips, recorder, args.out, args.fps)
     total = sum(len(v) for v in clips.values())
     print(f"\nnode exit code {rc}; log: {args.out / 'node.log'}")
