@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import shutil
 import sys
 
 import numpy as np
@@ -23,8 +22,8 @@ from pcnet_ros.core.engine import DerainEngine, InputError, RESIDUE_MODES, resid
 from pcnet_ros.imageio import header_shape, shape_of
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.ros import image_codec
-from pcnet_ros.tools.bagio import (bag_writer, BagError, COMPRESSED_TYPE, copy_connection, IMAGE_TYPE, IMAGE_TYPES,
-                                   open_reader, read_messages, serialize_image, storage_of, typestore)
+from pcnet_ros.tools.bagio import (BagError, COMPRESSED_TYPE, copy_connection, finished_bag_writer, IMAGE_TYPE,
+                                   IMAGE_TYPES, open_reader, read_messages, serialize_image, storage_of, typestore)
 from pcnet_ros.tools.common import (add_engine_args, budget_from_args, engine_from_args, fail, inference_failed, OK,
                                     PARTIAL, ToolBudget, ToolError, whole)
 
@@ -92,12 +91,10 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
         raise BagError(f"output {dst} already exists; remove it or choose another name")
     store = typestore()
     reader = open_reader(src)
-    tmp = dst.with_name(dst.name + ".partial")
     counts = {"copied": 0, "derained": 0, "skipped": 0, "replaced": 0}
     try:
         image_conns, replaced = _to_derain(reader, src, topics, replace_outputs)
-        shutil.rmtree(tmp, ignore_errors=True)
-        with bag_writer(tmp, storage or storage_of(src)) as writer:
+        with finished_bag_writer(dst, storage or storage_of(src)) as writer:
             out_conns, derived = {}, {}
             for c in reader.connections:
                 if c.topic not in replaced:
@@ -174,13 +171,6 @@ def derain_bag(src: Path, dst: Path, engine: DerainEngine, topics: list[str] | N
                                f"{type(exc).__name__}: {exc}") from exc
             finally:
                 bar.close()
-        try:
-            tmp.rename(dst)
-        except OSError as exc:
-            raise BagError(f"cannot move the finished bag to {dst}: {exc}") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     finally:
         reader.close()
     return counts

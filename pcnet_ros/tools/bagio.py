@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager, suppress
 from pathlib import Path
+import shutil
 from typing import Iterator
 
 import numpy as np
@@ -127,3 +128,24 @@ def bag_writer(path: Path, storage: str) -> Iterator:
         writer.close()
     except Exception as exc:  # the last pages or the index did not fit on the disk
         raise BagError(f"cannot finish the bag at {path}: {type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def finished_bag_writer(path: Path, storage: str, replace: bool = False) -> Iterator:
+    """:func:`bag_writer` at ``PATH.partial``, renamed to ``path`` only once closed, so that no reader ever finds
+    half a bag there; on any error the partial bag is removed. ``replace``: an earlier bag at ``path`` gives way
+    to the finished one (otherwise the rename fails on it)."""
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with bag_writer(tmp, storage) as writer:
+            yield writer
+        if replace:
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            tmp.rename(path)
+        except OSError as exc:
+            raise BagError(f"cannot move the finished bag to {path}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -25,7 +25,7 @@ import numpy as np
 from pcnet_ros.paths import SHARED_DATA, SOURCE_ROOT
 from pcnet_ros.ros import image_codec
 from pcnet_ros.ros.transport import keep_dds_local
-from pcnet_ros.tools.bagio import bag_writer, IMAGE_TYPE, typestore
+from pcnet_ros.tools.bagio import finished_bag_writer, IMAGE_TYPE, typestore
 from pcnet_ros.tools.common import add_engine_args, start_node, stop_node
 from pcnet_ros.tools.image_bag import load_frames, write_image_bag
 from pcnet_ros.tools.visual import amplify, contact_sheet, side_by_side
@@ -78,16 +78,12 @@ def write_output_bag(recorder: Recorder, out: Path) -> int:
 
     store = typestore()
     n = 0
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with bag_writer(tmp, "mcap") as writer:
+    with finished_bag_writer(out, "mcap", replace=True) as writer:
         for topic, items in recorder.msgs.items():
             conn = writer.add_connection(topic, IMAGE_TYPE, typestore=store)
             for _, msg in items:
                 writer.write(conn, _stamp(msg), serialize_message(msg))
                 n += 1
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
     return n
 
 
