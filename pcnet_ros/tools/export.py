@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except WeightsError as exc:
         return fail("pcnet-export", str(exc))
     h, w = args.size or (96, 128)
+    limit = TOLERANCE[args.fp16]
     if args.format == "onnx":
         try:
             if args.size is None and not args.fp16:      # the graph the onnxruntime backend caches (20 s to make)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail("pcnet-export", str(exc))
         diff = export.check_onnx(data, model, h, w, fp16=args.fp16)     # checked before it is written
         checked = "ONNX Runtime"
-        if diff <= TOLERANCE[args.fp16]:
+        if diff <= limit:
             try:
                 atomic_write(args.out, lambda tmp: tmp.write_bytes(data))
             except OSError as exc:
@@ -79,10 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             return fail("pcnet-export", f"cannot write {args.out}: {exc}")
         diff = export.check_openvino(args.out, model, h, w)
         checked = "OpenVINO"
-        if diff > TOLERANCE[args.fp16]:       # no IR that failed its check is left where a user would load it
+        if diff > limit:       # no IR that failed its check is left where a user would load it
             args.out.unlink(missing_ok=True)
             args.out.with_suffix(".bin").unlink(missing_ok=True)
-    limit = TOLERANCE[args.fp16]
     if diff > limit:
         return fail("pcnet-export", f"exported graph differs from torch by {diff:.2e} > {limit:.0e} on a {h}x{w} "
                                     f"frame ({checked}); nothing was written to {args.out}")
