@@ -2,6 +2,7 @@
 import argparse
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 import signal
@@ -321,6 +322,25 @@ def test_split_is_deterministic_and_disjoint(pair_dir):
     tr, va = split_pairs(pairs, 3)
     assert [p[0].name for p in va] == ["2.png", "5.png"]
     assert not set(tr) & set(va) and len(tr) + len(va) == len(pairs)
+
+
+def test_images_without_a_partner_are_named_in_a_warning(pair_dir, caplog):
+    (pair_dir / "rain" / "1.png").rename(pair_dir / "rain" / "rain-1.png")      # a misnamed rainy image
+    for i in range(4):
+        (pair_dir / "clean" / f"extra{i}.png").write_bytes((pair_dir / "clean" / "0.png").read_bytes())
+    with caplog.at_level(logging.WARNING, logger="pcnet_ros.training.pairs"):
+        pairs = list_pairs(pair_dir)
+    assert [r.name for r, _ in pairs] == ["0.png", "2.png", "3.png", "4.png", "5.png"]
+    rain_side, clean_side = [r.getMessage() for r in caplog.records]
+    assert "1 image(s) in rain/" in rain_side and "rain-1.png" in rain_side
+    assert "5 image(s) in clean/" in clean_side and "1.png, extra0.png, extra1.png and 2 more" in clean_side
+    (pair_dir / "rain" / "rain-1.png").rename(pair_dir / "rain" / "1.png")
+    for i in range(4):
+        (pair_dir / "clean" / f"extra{i}.png").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pcnet_ros.training.pairs"):
+        assert len(list_pairs(pair_dir)) == 6
+    assert not caplog.records                                                   # a matched set says nothing
 
 
 def test_rain_synthesis(rng):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from pcnet_ros.training import rain
 from pcnet_ros.training.streaks import composite, StreakBank
 from pcnet_ros.training.transplant import add_rain, crop_layer
 
+log = logging.getLogger(__name__)
+
 
 def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     """(rainy, clean) paths from ``root/rain`` and ``root/clean`` matched by file name."""
@@ -19,10 +22,22 @@ def list_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     if not rain_dir.is_dir() or not clean_dir.is_dir():
         raise FileNotFoundError(f"{root} must hold 'rain/' and 'clean/' folders")
     clean = {p.name: p for p in clean_dir.iterdir() if is_image(p)}
-    pairs = [(p, clean[p.name]) for p in sorted(rain_dir.iterdir(), key=natural_key) if is_image(p) and p.name in clean]
+    rainy = sorted((p for p in rain_dir.iterdir() if is_image(p)), key=natural_key)
+    pairs = [(p, clean[p.name]) for p in rainy if p.name in clean]
     if not pairs:
         raise FileNotFoundError(f"no matching rain/clean file names under {root}")
+    paired = {r.name for r, _ in pairs}
+    unmatched(root, "rain", [p.name for p in rainy if p.name not in paired], "clean")
+    unmatched(root, "clean", [p.name for p in sorted(clean.values(), key=natural_key) if p.name not in paired], "rain")
     return pairs
+
+
+def unmatched(root: Path, side: str, names: list[str], other: str, show: int = 3) -> None:
+    """Warn of images left out for want of a partner: a misnamed file would otherwise shrink a set unseen."""
+    if names:
+        more = f" and {len(names) - show} more" if len(names) > show else ""
+        log.warning("%s: %d image(s) in %s/ have no file of the same name in %s/ and are left out: %s%s",
+                    root, len(names), side, other, ", ".join(names[:show]), more)
 
 
 def list_clean(root: str | Path) -> list[tuple[Path, Path]]:
