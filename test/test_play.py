@@ -49,6 +49,16 @@ def test_a_bag_with_topics_but_no_messages_is_refused_not_looped_forever(tmp_pat
     assert proc.returncode == 2 and "no messages to play in" in proc.stderr, proc.stderr
 
 
+def test_a_topic_not_in_the_bag_is_refused_before_anything_plays(tmp_path, rng):
+    src = write_image_bag([rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)], tmp_path / "bag",
+                          topic="/cam/image_raw")
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.play", str(src), "--wait", "0", "--delay", "0",
+                           "--topics", "/cam/image_raw", "/cam/imgae_raw"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "topics not in bag" in proc.stderr and "'/cam/imgae_raw'" in proc.stderr
+    assert "published" not in proc.stdout
+
+
 def test_a_damaged_bag_stops_play_with_one_line(tmp_path, rng):
     """A recording with a zeroed stretch (a bad sector, a pulled card) plays what it can read, then says where it
     stopped; rosbags' MCAP reader itself just ends there, and play once said 'published 9 messages', status 0."""

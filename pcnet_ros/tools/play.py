@@ -44,6 +44,10 @@ def play(bag_path: Path, rate: float = 1.0, loop: bool = False, clock: bool = Fa
     if rate <= 0:
         raise ValueError("rate must be > 0")
     reader = open_reader(bag_path)
+    missing = sorted(set(topics or ()) - {c.topic for c in reader.connections})
+    if missing:     # a misspelt name would otherwise play the other topics as if all were found
+        reader.close()
+        raise BagError(f"topics not in bag {bag_path}: {missing}")
     own = node is None
     if own:
         rclpy.init()
