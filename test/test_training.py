@@ -428,7 +428,9 @@ def test_eval_against_an_earlier_csv_prints_the_paired_gain(pair_dir, tmp_path, 
     assert "+0.100 dB Y-PSNR (paired standard error 0.000), 6 of 6 images higher" in capsys.readouterr().out
     (tmp_path / "fewer.csv").write_text("\n".join(lines[:-1]) + "\n")
     assert evaluate.main(args + ["--against", str(tmp_path / "fewer.csv")]) == 2
-    assert "scored different images (1 in one only" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "scored different images (1 in one only" in err
+    assert out == ""                                  # refused before scoring anything, or printing the table
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     assert evaluate.main(args + ["--against", str(tmp_path / "other.csv")]) == 2
     assert "not a CSV pcnet-eval wrote" in capsys.readouterr().err

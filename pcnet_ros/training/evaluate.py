@@ -59,13 +59,19 @@ class PairedGain:
 
 def paired_gain(now: dict[tuple[str, str], float], before: dict[tuple[str, str], float]) -> PairedGain:
     """``now`` and ``before``: Y-PSNR by (set, image), as pcnet-eval's CSV holds them; the images must match."""
-    if set(now) != set(before):
-        missing = sorted(set(now) ^ set(before))
-        raise ValueError(f"the two runs scored different images ({len(missing)} in one only, e.g. "
-                         f"{missing[0][0]} {missing[0][1]}): score the same folders, split and seed")
+    check_same_images(now.keys(), before.keys())
     d = np.array([now[k] - before[k] for k in sorted(now)])
     stderr = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
     return PairedGain(float(d.mean()), stderr, int((d > 0).sum()), len(d))
+
+
+def check_same_images(now: Iterable[tuple[str, str]], before: Iterable[tuple[str, str]]) -> None:
+    """ValueError unless both name the same (set, image) keys: a mean gain over a mismatch means nothing."""
+    now, before = set(now), set(before)
+    if now != before:
+        missing = sorted(now ^ before)
+        raise ValueError(f"the two runs scored different images ({len(missing)} in one only, e.g. "
+                         f"{missing[0][0]} {missing[0][1]}): score the same folders, split and seed")
 
 
 #: pcnet-eval's CSV columns; ``csv_row`` writes them, ``scores_by_image`` reads the model's back.
@@ -118,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = engine_from_args(args)
     except ToolError as exc:
         return fail("pcnet-eval", str(exc))
-    rows = []
-    print(f"{'set':<28}{'n':>4}  {'input PSNR/SSIM':>17}  {'PCNet PSNR/SSIM':>17}")
+    sets = []
     for folder in args.data:
         try:
             paths = list_clean(folder) if args.synth else list_pairs(folder)
@@ -132,9 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         triples = load_named_pairs(paths, args.max_side)
         if args.synth:
             triples = synthesize_pairs(triples, args.synth, args.seed)
+        sets.append((f"{Path(folder).name}[{args.split}]" + (f"+synth-{args.synth}" if args.synth else ""), triples))
+    if before is not None:      # refuse a mismatch now, not after scoring every image
+        try:
+            check_same_images({(label, name) for label, triples in sets for name, _, _ in triples}, before)
+        except ValueError as exc:
+            return fail("pcnet-eval", f"--against {args.against}: {exc}")
+    rows = []
+    print(f"{'set':<28}{'n':>4}  {'input PSNR/SSIM':>17}  {'PCNet PSNR/SSIM':>17}")
+    for label, triples in sets:
         scores = score_pairs(engine, triples, progress=True)
         s = summarise(scores)
-        label = f"{Path(folder).name}[{args.split}]" + (f"+synth-{args.synth}" if args.synth else "")
         print(f"{label:<28}{len(scores):>4}  {s['psnr_in']:>8.2f}/{s['ssim_in']:.4f}  "
               f"{s['psnr_out']:>8.2f}/{s['ssim_out']:.4f}")
         rows += [(label, sc) for sc in scores]
