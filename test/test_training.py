@@ -768,6 +768,31 @@ def test_data_share_sets_how_often_each_folder_is_drawn(pair_dir, tmp_path):
         train.main(["--data", str(pair_dir), "--data-share", "0.5", "0.5", "--out", str(tmp_path / "run")])
 
 
+@pytest.mark.parametrize("flag, says", [("--data", "must hold 'rain/' and 'clean/' folders"),
+                                        ("--val-data", "must hold 'rain/' and 'clean/' folders"),
+                                        ("--init", "weights file not found"), ("--streaks", "no images under")])
+def test_a_mistyped_input_is_a_usage_error_before_the_run_folder_is_made(pair_dir, tmp_path, capsys, flag, says):
+    typo, args = str(tmp_path / "typo"), _tiny_fine_tune(pair_dir, tmp_path / "run")
+    if flag == "--data":
+        args[args.index("--data") + 1] = typo
+    else:
+        args += [flag, typo]
+    with pytest.raises(SystemExit) as exit_:
+        train.main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and typo in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_weights_of_another_size_are_a_usage_error(pair_dir, tmp_path, capsys):
+    args = _tiny_fine_tune(pair_dir, tmp_path / "run") + ["--init", "light"]        # the tiny model, light weights
+    with pytest.raises(SystemExit) as exit_:
+        train.main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "pcnet-train: error:" in err and "Traceback" not in err
+
+
 def test_rain_layer_is_what_was_added_and_transplants_onto_other_scenes(rng):
     """rainy = min(clean + grey rain, 255): the layer comes back exactly where nothing clipped, and where a
     channel clipped the layer keeps the least-clipped channel's difference."""

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine
 from pcnet_ros.core.model import PCNet
-from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights
+from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights, WeightsError
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.training.checkpoint import bank_checkpoint, fresh_state, load_checkpoint, save_checkpoint
 from pcnet_ros.training.evaluate import score_pairs, summarise
@@ -195,13 +195,20 @@ def _train(argv: list[str] | None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    try:        # every input before any image is loaded or the run folder made: a typo is a usage error
+        listed = [list_pairs(folder) for folder in args.data]
+        listed_select = [list_pairs(folder) for folder in args.val_data]
+        init = resolve_weights(args.init) if args.init else None
+        streak_bank = StreakBank(args.streaks) if args.streaks else None
+    except (FileNotFoundError, ValueError, WeightsError) as e:
+        build_parser().error(str(e))
     args.out.mkdir(parents=True, exist_ok=True)
 
     data_dirs = [Path(f).resolve() for f in args.data]
     donor_dirs = {Path(f).resolve() for f in args.transplant_from}
     train_paths, val_paths, counts, donors = [], [], [], []
-    for folder, resolved in zip(args.data, data_dirs):
-        tr, va = split_pairs(list_pairs(folder), args.val_every)
+    for pairs, resolved in zip(listed, data_dirs):
+        tr, va = split_pairs(pairs, args.val_every)
         if resolved in donor_dirs:
             donors += range(len(train_paths), len(train_paths) + len(tr))
         train_paths += tr
@@ -213,7 +220,6 @@ def _train(argv: list[str] | None) -> int:
         build_parser().error(f"--data-share: {e}")
     if args.max_val:
         val_paths = val_paths[:args.max_val]
-    streak_bank = StreakBank(args.streaks) if args.streaks else None
     train_pairs = load_pairs(train_paths, args.max_side)
     layers = [rain_layer(*train_pairs[i]) for i in donors] or None
     sampler = PatchSampler(train_pairs, args.patch, args.synth_prob, args.synth_level, args.seed, args.aug,
@@ -221,7 +227,7 @@ def _train(argv: list[str] | None) -> int:
     val = load_named_pairs(val_paths, args.max_side)
     if args.val_synth:
         val += synthesize_pairs(val, args.val_synth, seed=args.seed, streaks=streak_bank)
-    select = [t for d in args.val_data for t in load_named_pairs(list_pairs(d), args.max_side)]
+    select = [t for pairs in listed_select for t in load_named_pairs(pairs, args.max_side)]
 
     model = PCNet(**MODEL_SIZES[args.model_size])
     engine = DerainEngine(model, device=args.device, channels_last=True)   # moves the model, shares its weights
@@ -247,7 +253,10 @@ def _train(argv: list[str] | None) -> int:
             build_parser().error(str(e))
         print(f"resuming {last} at step {state['step']} ({args.select} selection score {state['best_psnr']:.2f})")
     elif args.init:
-        meta = load_weights(model, resolve_weights(args.init))
+        try:
+            meta = load_weights(model, init)
+        except WeightsError as e:            # not a PCNet file, or not of --model-size
+            build_parser().error(f"--init {args.init} (with --model-size {args.model_size}): {e}")
         if args.continue_schedule and "step" in meta:
             # a new machine without last.pth: carry on from shipped weights instead of from scratch
             best = meta.get("selection_score", meta.get("val_psnr_y", -1.0))
@@ -258,7 +267,7 @@ def _train(argv: list[str] | None) -> int:
                 state["fine_tuned_from"] = meta["fine_tuned_from"]
             print(f"continuing {args.init} at step {state['step']} (optimizer state starts fresh)")
         else:
-            state["fine_tuned_from"] = start_record(resolve_weights(args.init), meta)
+            state["fine_tuned_from"] = start_record(init, meta)
             print(f"fine-tuning from {args.init}")
 
     def checkpoint() -> None:
