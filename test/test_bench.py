@@ -80,3 +80,20 @@ def test_engine_rows_divide_by_the_peak_measured_in_their_own_loop(tiny_model):
     assert 100.0 < measured["480x320"]["torch fp32"] <= 200.0
     for r in rows:
         assert r["of_peak"] == pytest.approx(r["gflops"] / measured["480x320"]["torch fp32"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_cuda_asked_for_without_a_gpu_is_one_line_not_a_traceback(capsys):
+    from pcnet_ros.tools.bench import main
+
+    assert main(["--device", "cuda", "--skip-node"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pcnet-bench: device 'cuda' requested but CUDA is not available") and "Traceback" not in err
+
+
+def test_missing_weights_are_one_line_before_any_timing(tmp_path, capsys):
+    from pcnet_ros.tools.bench import main
+
+    assert main(["--weights", str(tmp_path / "none.pth"), "--device", "cpu", "--skip-node"]) == 2
+    out, err = capsys.readouterr()
+    assert "weights file not found" in err and out == ""

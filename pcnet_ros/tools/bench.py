@@ -37,10 +37,10 @@ from pcnet_ros.core.backends import (BackendError, cpu_has_native_bf16, openvino
                                      torch_dtype)
 from pcnet_ros.core.engine import DerainEngine, FLIP_VIEWS, pad_to_multiple, resolve_device, SIZE_BUCKET
 from pcnet_ros.core.model import PCNet
-from pcnet_ros.core.weights import build_model
+from pcnet_ros.core.weights import build_model, WeightsError
 from pcnet_ros.paths import SOURCE_ROOT
 from pcnet_ros.ros.transport import keep_dds_local
-from pcnet_ros.tools.common import add_engine_args, process_memory_mb, start_node, stop_node
+from pcnet_ros.tools.common import add_engine_args, fail, process_memory_mb, start_node, stop_node
 
 VARY_WARMUP_S = 20.0      # row (e): random sizes sent before RSS is sampled
 SIZES = {"480x320": (320, 480), "640x480": (480, 640), "1280x720": (720, 1280)}
@@ -400,14 +400,17 @@ def main(argv: list[str] | None = None) -> int:
     add_engine_args(ap, backend_default=None, backend_help="backend for the node rows (default: the fastest in (a))",
                     flip_average=False)
     args = ap.parse_args(argv)
-    args.device = str(resolve_device(args.device))
+    try:        # no GPU for --device cuda, or weights that are not there: one line, not a traceback
+        args.device = str(resolve_device(args.device))
+        model, _ = build_model(args.weights)
+    except (WeightsError, ValueError, RuntimeError) as exc:
+        return fail("pcnet-bench", str(exc))
     keep_dds_local()
     dev = torch.device(args.device)
 
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} cores", flush=True)
     sizes = args.sizes + ([args.node_size] if not args.skip_node and args.node_size not in args.sizes else [])
-    model, _ = build_model(args.weights)
     gflop = {size: {"full": pcnet_gflop(model, *SIZES[size]), "clean": pcnet_gflop(model, *SIZES[size], True)}
              for size in sizes}
     variants, setup_s = engine_variants(args.weights, args.backends, args.device)
