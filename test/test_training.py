@@ -785,6 +785,14 @@ def test_a_mistyped_input_is_a_usage_error_before_the_run_folder_is_made(pair_di
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_cuda_asked_for_without_a_gpu_is_a_usage_error_before_the_run_folder_is_made(pair_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(_tiny_fine_tune(pair_dir, tmp_path / "run") + ["--device", "cuda"])
+    assert exit_.value.code == 2 and "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_weights_of_another_size_are_a_usage_error(pair_dir, tmp_path, capsys):
     args = _tiny_fine_tune(pair_dir, tmp_path / "run") + ["--init", "light"]        # the tiny model, light weights
     with pytest.raises(SystemExit) as exit_:

@@ -24,7 +24,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from pcnet_ros.core.engine import DerainEngine
+from pcnet_ros.core.engine import DerainEngine, resolve_device
 from pcnet_ros.core.model import PCNet
 from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights, WeightsError
 from pcnet_ros.progress import progress_bar
@@ -200,7 +200,8 @@ def _train(argv: list[str] | None) -> int:
         listed_select = [list_pairs(folder) for folder in args.val_data]
         init = resolve_weights(args.init) if args.init else None
         streak_bank = StreakBank(args.streaks) if args.streaks else None
-    except (FileNotFoundError, ValueError, WeightsError) as e:
+        resolve_device(args.device)                 # --device cuda on a host without one
+    except (FileNotFoundError, ValueError, WeightsError, RuntimeError) as e:
         build_parser().error(str(e))
     args.out.mkdir(parents=True, exist_ok=True)
 
