@@ -37,3 +37,18 @@ def test_demo_runs_end_to_end(tmp_path):
     assert derained and set(derained) <= played
     assert f"recorded {recorded} output messages" in proc.stdout
     assert not (out / "derained_bag.partial").exists()
+
+
+def test_a_node_that_cannot_start_is_reported_at_once_with_its_reason(tmp_path):
+    """A mistyped --weights kills pcnet_node on start; the players once waited 120 s for a subscriber that would
+    never come and the demo ended in a traceback."""
+    frames = shared_or_skip("real-rain-video")
+    proc = subprocess.run([sys.executable, "-m", "pcnet_ros.tools.demo", "--out", str(tmp_path / "demo"),
+                           "--frames", str(frames), "--limit", "1", "--device", "cpu",
+                           "--weights", str(tmp_path / "typo.pth")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"pcnet-demo: pcnet_node exited early (exit 1): pcnet_node: cannot start: weights file not found: "
+        f"{tmp_path / 'typo.pth'}; see {tmp_path / 'demo' / 'node.log'}")
+    assert "[3/4]" not in proc.stdout                                      # nothing was played

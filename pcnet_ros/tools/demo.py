@@ -26,12 +26,39 @@ from pcnet_ros.paths import SHARED_DATA, SOURCE_ROOT
 from pcnet_ros.ros import image_codec
 from pcnet_ros.ros.transport import keep_dds_local
 from pcnet_ros.tools.bagio import finished_bag_writer, IMAGE_TYPE, typestore
-from pcnet_ros.tools.common import add_engine_args, start_node, stop_node
+from pcnet_ros.tools.common import add_engine_args, fail, start_node, stop_node
 from pcnet_ros.tools.image_bag import load_frames, write_image_bag
 from pcnet_ros.tools.visual import amplify, contact_sheet, side_by_side
 
 DEFAULT_FRAMES = SHARED_DATA / "real-rain-video"
 CAMERAS = {"/camera1/image_raw": "ra1", "/camera2/image_raw": "rb2"}
+#: How long pcnet_node may take to load its weights and subscribe (a cold CPU host imports torch and
+#: compiles nothing, so this is generous).
+NODE_START_S = 120.0
+
+
+class NodeExited(RuntimeError):
+    """pcnet_node stopped before or while the demo ran."""
+
+
+def node_exited(proc, log_path: Path) -> NodeExited:
+    """The error to show, with the node's own last log line (why it stopped: weights not found, a bad device)."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    return NodeExited(f"pcnet_node exited early (exit {proc.returncode}): "
+                      f"{lines[-1] if lines else 'it logged nothing'}; see {log_path}")
+
+
+def wait_for_node(node, proc, log_path: Path, outputs: list[str], timeout_s: float = NODE_START_S) -> None:
+    """Until the node publishes ``outputs`` (it opens them once its model is loaded; with ``input_qos: auto`` it
+    subscribes only after it sees a camera, so its subscriptions cannot be waited on): a node that died on start
+    is reported at once, not after the players have waited out their own timeout for a subscriber."""
+    deadline = time.monotonic() + timeout_s
+    while not all(node.count_publishers(t) for t in outputs):
+        if proc.poll() is not None:
+            raise node_exited(proc, log_path)
+        if time.monotonic() > deadline:
+            raise NodeExited(f"pcnet_node did not open {', '.join(outputs)} within {timeout_s:.0f} s; see {log_path}")
+        time.sleep(0.1)
 
 
 def build_demo_bag(frames_root: Path, out: Path, fps: float, limit: int) -> dict[str, list[np.ndarray]]:
@@ -159,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     spin.start()
     sent: dict[tuple[str, int], float] = {}
     try:
+        wait_for_node(node, node_proc, args.out / "node.log", list(recorder.msgs))
         print("[3/4] replaying both cameras over DDS at the recorded rate", flush=True)
         players = []
         for topic, clip in CAMERAS.items():
@@ -171,15 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         for t in players:
             t.join()
             if node_proc.poll() is not None:
-                raise RuntimeError(f"pcnet_node exited early; see {args.out / 'node.log'}")
+                raise node_exited(node_proc, args.out / "node.log")
         deadline = time.monotonic() + 60     # a slow CPU may still be on its first frame of a camera
         while time.monotonic() < deadline and not all(recorder.msgs[f"{t}/{k}"] for t in CAMERAS
                                                       for k in ("derained", "rain_residue")):
             time.sleep(0.2)
         time.sleep(2.0)                      # and let the frame in flight finish
+    except NodeExited as exc:
+        return fail("pcnet-demo", str(exc))
     finally:
         rc = stop_node(node_proc, timeout=15)
         executor.shutdown(timeout_sec=1)
+        spin.join(timeout=5)                 # a spin thread alive at interpreter exit aborts it (exit 134)
         node.destroy_node()
         rclpy.try_shutdown()
         log.close()
