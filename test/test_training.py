@@ -436,6 +436,13 @@ def test_eval_against_an_earlier_csv_prints_the_paired_gain(pair_dir, tmp_path, 
     assert "not a CSV pcnet-eval wrote" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("split", [["--split", "val", "--every", "10"], ["--split", "val", "--every", "1"]])
+def test_a_split_that_leaves_no_pairs_is_one_line(pair_dir, capsys, split):
+    assert evaluate.main([str(pair_dir), "--device", "cpu", *split]) == 2       # the fixture holds 6 pairs
+    err = capsys.readouterr().err
+    assert f"--split {split[1]} with --every {split[3]} leaves none of its 6 pairs" in err and "Traceback" not in err
+
+
 def test_paired_gain_standard_error_is_that_of_the_per_image_differences():
     before = {("s", str(i)): 30.0 + i for i in range(4)}
     now = {k: v + d for (k, v), d in zip(before.items(), [0.1, -0.1, 0.3, 0.1])}

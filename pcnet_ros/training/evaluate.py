@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.split != "all":
             train, val = split_pairs(paths, args.every)
+            if not (val if args.split == "val" else train):
+                return fail("pcnet-eval", f"{folder}: --split {args.split} with --every {args.every} leaves none of "
+                                          f"its {len(paths)} pairs (the split holds out every Nth pair, N >= 2)")
             paths = val if args.split == "val" else train
         triples = load_named_pairs(paths, args.max_side)
         if args.synth:
