@@ -800,6 +800,17 @@ def test_cuda_asked_for_without_a_gpu_is_a_usage_error_before_the_run_folder_is_
     assert not (tmp_path / "run").exists()
 
 
+def test_export_without_any_validation_pair_is_a_usage_error(pair_dir, tmp_path, capsys):
+    """6 pairs and --val-every 10 hold none out: the run would train for hours and never write --export."""
+    args = _tiny_fine_tune(pair_dir, tmp_path / "run") + ["--val-every", "10"]
+    with pytest.raises(SystemExit) as exit_:
+        train.main(args + ["--export", str(tmp_path / "w.pth")])
+    assert exit_.value.code == 2 and "--val-every 10 holds out no pair of 6" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert train.main(args + ["--steps", "2"]) == 0                    # without --export it trains, and says so
+    assert "nothing is validated: only" in capsys.readouterr().out and (tmp_path / "run" / "last.pth").exists()
+
+
 def test_init_weights_of_another_size_are_a_usage_error(pair_dir, tmp_path, capsys):
     args = _tiny_fine_tune(pair_dir, tmp_path / "run") + ["--init", "light"]        # the tiny model, light weights
     with pytest.raises(SystemExit) as exit_:

@@ -203,7 +203,6 @@ def _train(argv: list[str] | None) -> int:
         resolve_device(args.device)                 # --device cuda on a host without one
     except (FileNotFoundError, ValueError, WeightsError, RuntimeError) as e:
         build_parser().error(str(e))
-    args.out.mkdir(parents=True, exist_ok=True)
 
     data_dirs = [Path(f).resolve() for f in args.data]
     donor_dirs = {Path(f).resolve() for f in args.transplant_from}
@@ -221,6 +220,12 @@ def _train(argv: list[str] | None) -> int:
         build_parser().error(f"--data-share: {e}")
     if args.max_val:
         val_paths = val_paths[:args.max_val]
+    if not (val_paths or listed_select):     # nothing would ever be validated, so nothing selected or exported
+        held = f"--val-every {args.val_every} holds out no pair of {sum(counts)}"
+        if args.export:
+            build_parser().error(f"--export needs a validation set: {held}; lower --val-every or add --val-data")
+        print(f"pcnet-train: {held}, so nothing is validated: only {args.out / 'last.pth'} is written")
+    args.out.mkdir(parents=True, exist_ok=True)
     train_pairs = load_pairs(train_paths, args.max_side)
     layers = [rain_layer(*train_pairs[i]) for i in donors] or None
     sampler = PatchSampler(train_pairs, args.patch, args.synth_prob, args.synth_level, args.seed, args.aug,
