@@ -164,7 +164,7 @@ light-p320: $(STAMP)
 # the batch was worth +0.06 to +0.18 dB): 256 of 320x320 as sixteen chunks of 16 (the same memory as light-p320), the
 # same rate and cosine, from the shipped file.  About 80 s a step in bf16 on 2 Zen 4 cores, so about 13 h across
 # sessions from its bank, one or two validations a session.  Started in the forty-second session: the moving average
-# 35.828 at step 50 (shipped; the raw weights 35.697 in the peak-rate dip); banked at 526 (its curve:
+# 35.828 at step 50 (shipped; the raw weights 35.697 in the peak-rate dip); banked at 539 (its curve:
 # docs/training-history.md).
 light-p320-b256: LIGHT_PATCH = 320
 light-p320-b256: $(STAMP)
