@@ -129,14 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             paths = list_clean(folder) if args.synth else list_pairs(folder)
         except FileNotFoundError as exc:
-            print(f"pcnet-eval: {exc}", file=sys.stderr)
-            return 2
+            return fail("pcnet-eval", str(exc))
         if args.split != "all":
             train, val = split_pairs(paths, args.every)
-            if not (val if args.split == "val" else train):
+            if not (chosen := val if args.split == "val" else train):
                 return fail("pcnet-eval", f"{folder}: --split {args.split} with --every {args.every} leaves none of "
                                           f"its {len(paths)} pairs (the split holds out every Nth pair, N >= 2)")
-            paths = val if args.split == "val" else train
+            paths = chosen
         triples = load_named_pairs(paths, args.max_side)
         if args.synth:
             triples = synthesize_pairs(triples, args.synth, args.seed)
