@@ -20,6 +20,10 @@ from pcnet_ros.paths import SOURCE_ROOT
 #: Exit codes of every tool: 0 all done, 1 done but some inputs skipped, 2 usage or input error.
 OK, PARTIAL, USAGE = 0, 1, 2
 
+#: What loading weights onto a device raises for a user's mistake (a missing or foreign file, a device that is
+#: not there): every tool turns these into one line and USAGE, never a traceback.
+ENGINE_ERRORS = (WeightsError, ValueError, RuntimeError)
+
 
 class ToolError(RuntimeError):
     """A usage or input problem: the tool prints it on one line and exits with USAGE."""
@@ -86,7 +90,7 @@ def engine_from_args(args: argparse.Namespace) -> DerainEngine:
         return DerainEngine(model, device=args.device, precision=args.precision, backend=args.backend,
                             num_threads=args.threads or None, flip_average=args.flip_average,
                             flip_axes=args.flip_axes)
-    except (WeightsError, ValueError, RuntimeError) as exc:
+    except ENGINE_ERRORS as exc:
         raise ToolError(str(exc)) from None
 
 
