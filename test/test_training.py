@@ -94,9 +94,9 @@ def test_every_make_training_command_passes_the_argument_checks_and_the_readme_n
     """The Makefile's recipes run only in long sessions; a bad option there would surface hours later."""
     commands = _make_training_commands("train-light", "train-heavy", "finetune-heavy", "heavy-b128", "light-mse",
                                        "light-mse-b128", "light-mse-b256", "light-psnr", "light-p320",
-                                       "light-p320-b256", "heavy-b128p160", "heavy-b96p192", "heavy-b56p256",
-                                       "heavy-b96p192-low", "heavy-all12")
-    assert len(commands) == 17
+                                       "light-p320-b256", "light-p320-b512", "heavy-b128p160", "heavy-b96p192",
+                                       "heavy-b56p256", "heavy-b96p192-low", "heavy-all12")
+    assert len(commands) == 18
     repeatable = {o for a in train.build_parser()._actions if isinstance(a, argparse._AppendAction)
                   for o in a.option_strings}                           # --data, --val-data, ...
     for argv in commands:
