@@ -26,6 +26,11 @@ class WeightsError(RuntimeError):
     """A weights file is missing, unreadable or does not fit the model."""
 
 
+#: What loading weights and putting the model on a device raise for a user's mistake (a missing or foreign file, a
+#: device or precision that is not there): every caller reports these in one line, never a traceback.
+LOAD_ERRORS = (WeightsError, ValueError, RuntimeError)
+
+
 def weights_dirs() -> list[Path]:
     """Where bundled weights may live: $PCNET_WEIGHTS_DIR first, then :func:`data_dirs`."""
     env = [Path(os.environ["PCNET_WEIGHTS_DIR"])] if os.environ.get("PCNET_WEIGHTS_DIR") else []

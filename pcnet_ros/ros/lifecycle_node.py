@@ -22,7 +22,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
-from pcnet_ros.core.weights import WeightsError
+from pcnet_ros.core.weights import LOAD_ERRORS
 from pcnet_ros.ros import params
 from pcnet_ros.ros.node import checked_changes, run, Wiring
 
@@ -57,7 +57,7 @@ class PCNetLifecycleNode(LifecycleNode):
         try:
             self.wiring = Wiring(self, self._values)
             self.wiring.load()
-        except (WeightsError, params.ConfigError, ValueError, RuntimeError) as exc:
+        except (params.ConfigError, *LOAD_ERRORS) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self.wiring = None
             return FAILURE

@@ -37,10 +37,10 @@ from pcnet_ros.core.backends import (BackendError, cpu_has_native_bf16, openvino
                                      torch_dtype)
 from pcnet_ros.core.engine import DerainEngine, FLIP_VIEWS, pad_to_multiple, resolve_device, SIZE_BUCKET
 from pcnet_ros.core.model import PCNet
-from pcnet_ros.core.weights import build_model
+from pcnet_ros.core.weights import build_model, LOAD_ERRORS
 from pcnet_ros.paths import SOURCE_ROOT
 from pcnet_ros.ros.transport import keep_dds_local
-from pcnet_ros.tools.common import add_engine_args, ENGINE_ERRORS, fail, process_memory_mb, start_node, stop_node
+from pcnet_ros.tools.common import add_engine_args, fail, process_memory_mb, start_node, stop_node
 
 VARY_WARMUP_S = 20.0      # row (e): random sizes sent before RSS is sampled
 SIZES = {"480x320": (320, 480), "640x480": (480, 640), "1280x720": (720, 1280)}
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     try:        # no GPU for --device cuda, or weights that are not there: one line, not a traceback
         args.device = str(resolve_device(args.device))
         model, _ = build_model(args.weights)
-    except ENGINE_ERRORS as exc:
+    except LOAD_ERRORS as exc:
         return fail("pcnet-bench", str(exc))
     keep_dds_local()
     dev = torch.device(args.device)

@@ -14,15 +14,11 @@ from typing import Any, IO, Sequence
 
 from pcnet_ros.core.engine import BACKENDS, DerainEngine, FLIP_AXES, InputError, PRECISIONS
 from pcnet_ros.core.memory_budget import FrameBudget, MODEL_BYTES_PER_PIXEL
-from pcnet_ros.core.weights import build_model, WeightsError
+from pcnet_ros.core.weights import build_model, LOAD_ERRORS
 from pcnet_ros.paths import SOURCE_ROOT
 
 #: Exit codes of every tool: 0 all done, 1 done but some inputs skipped, 2 usage or input error.
 OK, PARTIAL, USAGE = 0, 1, 2
-
-#: What loading weights onto a device raises for a user's mistake (a missing or foreign file, a device that is
-#: not there): every tool turns these into one line and USAGE, never a traceback.
-ENGINE_ERRORS = (WeightsError, ValueError, RuntimeError)
 
 
 class ToolError(RuntimeError):
@@ -90,7 +86,7 @@ def engine_from_args(args: argparse.Namespace) -> DerainEngine:
         return DerainEngine(model, device=args.device, precision=args.precision, backend=args.backend,
                             num_threads=args.threads or None, flip_average=args.flip_average,
                             flip_axes=args.flip_axes)
-    except ENGINE_ERRORS as exc:
+    except LOAD_ERRORS as exc:
         raise ToolError(str(exc)) from None
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from pcnet_ros.core.engine import DerainEngine, resolve_device
 from pcnet_ros.core.model import PCNet
-from pcnet_ros.core.weights import load_weights, resolve_weights, save_weights, WeightsError
+from pcnet_ros.core.weights import LOAD_ERRORS, load_weights, resolve_weights, save_weights, WeightsError
 from pcnet_ros.progress import progress_bar
 from pcnet_ros.training.checkpoint import bank_checkpoint, fresh_state, load_checkpoint, save_checkpoint
 from pcnet_ros.training.evaluate import score_pairs, summarise
@@ -201,7 +201,7 @@ def _train(argv: list[str] | None) -> int:
         init = resolve_weights(args.init) if args.init else None
         streak_bank = StreakBank(args.streaks) if args.streaks else None
         resolve_device(args.device)                 # --device cuda on a host without one
-    except (FileNotFoundError, ValueError, WeightsError, RuntimeError) as e:
+    except (FileNotFoundError, *LOAD_ERRORS) as e:
         build_parser().error(str(e))
 
     data_dirs = [Path(f).resolve() for f in args.data]
