@@ -22,9 +22,8 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
-from pcnet_ros.core.weights import LOAD_ERRORS
 from pcnet_ros.ros import params
-from pcnet_ros.ros.node import checked_changes, run, Wiring
+from pcnet_ros.ros.node import checked_changes, run, STARTUP_ERRORS, Wiring
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 #: What a configured managed node says about a change to a parameter that is not run-time.
@@ -57,7 +56,7 @@ class PCNetLifecycleNode(LifecycleNode):
         try:
             self.wiring = Wiring(self, self._values)
             self.wiring.load()
-        except (params.ConfigError, *LOAD_ERRORS) as exc:
+        except STARTUP_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self.wiring = None
             return FAILURE

@@ -33,7 +33,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from pcnet_ros.core.engine import DerainEngine, DerainResult, residue_to_image
-from pcnet_ros.core.weights import build_model, WeightsError
+from pcnet_ros.core.weights import build_model, LOAD_ERRORS
 from pcnet_ros.imageio import header_shape
 from pcnet_ros.ros import image_codec, params, topics
 from pcnet_ros.ros.diagnostics import CameraHealth
@@ -396,7 +396,9 @@ class PCNetNode(Node):
         return self.wiring.unload()
 
 
-STARTUP_ERRORS = (WeightsError, params.ConfigError, ValueError, RuntimeError)
+#: What building a node raises for a user's mistake (a bad parameter, weights that do not load): one line, no
+#: traceback, from the plain node's start and the managed node's configure alike.
+STARTUP_ERRORS = (params.ConfigError, *LOAD_ERRORS)
 
 
 def run(make_node: Callable[[], Node], name: str, argv: list[str] | None = None) -> int:
