@@ -174,7 +174,7 @@ light-p320-b256: $(STAMP)
 # The batch lever once more: 512 of 320x320 as thirty-two chunks of 16 (the same memory), from the shipped file, the
 # same peak rate over a 300-step cosine, the moving average over about 100 steps (0.99) scored every 25.  At 256 the
 # run held level with its own first validation for 550 steps: the step's noise, not its rate, looked like the limit.
-# About 165 s a step in bf16 on 2 Zen 4 cores, so about 14 h across sessions from its bank.  Started in the forty-seventh
+# 130-165 s a step in bf16 on 2 Zen 4 cores, so about 12 h across sessions from its bank.  Started in the forty-seventh
 # session; banked at step 238 in the fiftieth (its curve: docs/training-history.md).
 light-p320-b512: LIGHT_PATCH = 320
 light-p320-b512: $(STAMP)
