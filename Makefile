@@ -175,7 +175,7 @@ light-p320-b256: $(STAMP)
 # same peak rate over a 300-step cosine, the moving average over about 100 steps (0.99) scored every 25.  At 256 the
 # run held level with its own first validation for 550 steps: the step's noise, not its rate, looked like the limit.
 # 130-165 s a step in bf16 on 2 Zen 4 cores, so about 12 h across sessions from its bank.  Started in the forty-seventh
-# session; banked at step 238 in the fiftieth (its curve: docs/training-history.md).
+# session; finished at step 300 in the fifty-first without an export (its curve: docs/training-history.md).
 light-p320-b512: LIGHT_PATCH = 320
 light-p320-b512: $(STAMP)
 	$(LIGHT_MSE) --out runs/light_p320_b512 --steps 300 --batch 512 --accum 32 --lr 1e-4 --warmup 10 --eval-every 25 \
